@@ -1,0 +1,371 @@
+/**
+ * Builds the Hono application from injected dependencies. No I/O happens at import time, so tests
+ * can build as many apps as they like, each with its own database, metrics and limits.
+ */
+import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
+import { Scalar } from '@scalar/hono-api-reference';
+import type { Context, MiddlewareHandler } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import { HTTPException } from 'hono/http-exception';
+import type { RequestIdVariables } from 'hono/request-id';
+import { secureHeaders } from 'hono/secure-headers';
+import type { ZodError } from 'zod';
+import { HEALTH_PATHS } from './contract.js';
+import type { Metrics } from './http/metrics.js';
+import { ProblemType, problem, type FieldError } from './http/problem.js';
+import { RateLimiter } from './http/rate-limit.js';
+import type { Lifecycle } from './lifecycle.js';
+import { describeError, type Logger } from './logger.js';
+import { OverloadedError } from './users/hasher.js';
+import { LoginRequest, LoginResult, Problem, RegisterRequest, User, UserIdParam } from './users/schemas.js';
+import type { UserService } from './users/service.js';
+import { UsernameTakenError } from './users/store.js';
+
+export interface AppOptions {
+  bodyLimitBytes: number;
+  rateLimit: { windowSeconds: number; register: number; login: number };
+  /** How many reverse proxies in front of us append to X-Forwarded-For (0: use the socket address). */
+  trustProxyHops: number;
+}
+
+export interface AppDeps {
+  users: UserService;
+  metrics: Metrics;
+  logger: Logger;
+  lifecycle: Lifecycle;
+  /** Resolves when the database answers; rejects with the reason otherwise. */
+  checkDatabase: () => Promise<void>;
+  options: AppOptions;
+}
+
+type Env = { Variables: RequestIdVariables; Bindings: { incoming?: { socket?: { remoteAddress?: string } } } };
+
+const REQUEST_ID_PATTERN = /^[A-Za-z0-9._:-]{8,128}$/;
+const PROBE_PATHS = new Set<string>(Object.values(HEALTH_PATHS));
+
+const problemResponse = (description: string) => ({
+  description,
+  content: { 'application/problem+json': { schema: Problem } },
+});
+
+const jsonBody = <T extends z.ZodType>(schema: T, description: string) => ({
+  required: true,
+  description,
+  content: { 'application/json': { schema } },
+});
+
+const registerRoute = createRoute({
+  method: 'post',
+  path: '/register',
+  summary: 'Register a user',
+  request: { body: jsonBody(RegisterRequest, 'The new account. Unknown fields are rejected.') },
+  responses: {
+    201: {
+      description: 'Registered. `Location` points at the new user.',
+      headers: z.object({ Location: z.string() }),
+      content: { 'application/json': { schema: User } },
+    },
+    400: problemResponse('Malformed JSON or invalid fields; `errors` lists each field problem.'),
+    409: problemResponse('The username (compared case-insensitively) is already registered.'),
+    413: problemResponse('Body larger than the limit.'),
+    415: problemResponse('Content-Type is not application/json.'),
+    429: problemResponse('Too many registrations from this client; see Retry-After.'),
+    503: problemResponse('Password hashing capacity exhausted; see Retry-After.'),
+  },
+});
+
+const loginRoute = createRoute({
+  method: 'post',
+  path: '/login',
+  summary: 'Check a username and password',
+  request: { body: jsonBody(LoginRequest, 'Credentials.') },
+  responses: {
+    200: { description: 'Credentials are valid.', content: { 'application/json': { schema: LoginResult } } },
+    400: problemResponse('Malformed JSON or invalid fields.'),
+    401: problemResponse('Unknown user or wrong password (deliberately indistinguishable).'),
+    413: problemResponse('Body larger than the limit.'),
+    415: problemResponse('Content-Type is not application/json.'),
+    429: problemResponse('Too many login attempts from this client; see Retry-After.'),
+    503: problemResponse('Password hashing capacity exhausted; see Retry-After.'),
+  },
+});
+
+const getUserRoute = createRoute({
+  method: 'get',
+  path: '/users/{id}',
+  summary: 'Read a registered user (the target of the registration Location header)',
+  request: { params: UserIdParam },
+  responses: {
+    200: { description: 'The user.', content: { 'application/json': { schema: User } } },
+    400: problemResponse('The id is not a UUID.'),
+    404: problemResponse('No such user.'),
+  },
+});
+
+const healthResponse = z.object({ status: z.string() });
+
+const livezRoute = createRoute({
+  method: 'get',
+  path: HEALTH_PATHS.liveness,
+  summary: 'Liveness: the process is serving requests',
+  responses: { 200: { description: 'Alive.', content: { 'application/json': { schema: healthResponse } } } },
+});
+
+const readyzRoute = createRoute({
+  method: 'get',
+  path: HEALTH_PATHS.readiness,
+  summary: 'Readiness: started, not draining, and the database answers',
+  responses: {
+    200: { description: 'Ready to take traffic.', content: { 'application/json': { schema: healthResponse } } },
+    503: problemResponse('Starting, draining, or the database is unreachable.'),
+  },
+});
+
+/** Maps zod issues to RFC 9457 field errors with JSON Pointers into the body. */
+function fieldErrors(error: ZodError): FieldError[] {
+  const out: FieldError[] = [];
+  for (const issue of error.issues) {
+    if (issue.code === 'unrecognized_keys') {
+      for (const key of issue.keys) {
+        out.push({ pointer: `#/${key}`, code: 'unknown_field', detail: `unknown field "${key}"` });
+      }
+      continue;
+    }
+    const pointer = `#/${issue.path.map(String).join('/')}`;
+    const params = (issue as { params?: { code?: string } }).params;
+    const code = params?.code ?? (issue.code === 'invalid_type' ? 'invalid_type' : issue.code);
+    const detail =
+      issue.code === 'invalid_type' && issue.path.length > 0
+        ? `is required and must be a ${issue.expected}`
+        : issue.code === 'invalid_type'
+          ? `request body must be a JSON ${issue.expected}`
+          : issue.message;
+    out.push({ pointer, code, detail });
+  }
+  return out;
+}
+
+export function buildApp(deps: AppDeps): OpenAPIHono<Env> {
+  const { users, metrics, logger, lifecycle, options } = deps;
+
+  const app = new OpenAPIHono<Env>({
+    defaultHook: (result, c) => {
+      if (result.success) return;
+      const errors = fieldErrors(result.error);
+      if (c.req.path === '/register') metrics.registrations.inc({ outcome: 'invalid' });
+      if (c.req.path === '/login') metrics.logins.inc({ outcome: 'invalid' });
+      return problem(c, {
+        status: 400,
+        type: ProblemType.validation,
+        title: 'Validation failed',
+        detail: errors.map((e) => `${e.pointer.slice(2) || 'body'} ${e.detail}`).join('; '),
+        errors,
+      });
+    },
+  });
+
+  const clientAddress = (c: Context<Env>): string => {
+    if (options.trustProxyHops > 0) {
+      const hops = (c.req.header('x-forwarded-for') ?? '')
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean);
+      if (hops.length > 0) return hops[Math.max(0, hops.length - options.trustProxyHops)]!;
+    }
+    return c.env?.incoming?.socket?.remoteAddress ?? 'unknown';
+  };
+
+  const rateLimit = (limiter: RateLimiter, onLimited: () => void, what: string): MiddlewareHandler<Env> => {
+    return async (c, next) => {
+      if (c.req.method !== 'POST') return next();
+      const decision = limiter.take(clientAddress(c));
+      if (!decision.allowed) {
+        onLimited();
+        return problem(c, {
+          status: 429,
+          type: ProblemType.rateLimited,
+          title: 'Too many requests',
+          detail: `too many ${what} attempts from this client; retry in ${decision.retryAfterSeconds} s`,
+          headers: { 'retry-after': String(decision.retryAfterSeconds) },
+        });
+      }
+      return next();
+    };
+  };
+
+  // Accept a caller's request id only if it is well-formed; otherwise mint one, so logs stay parseable.
+  app.use('*', async (c, next) => {
+    const incoming = c.req.header('x-request-id');
+    const id = incoming !== undefined && REQUEST_ID_PATTERN.test(incoming) ? incoming : crypto.randomUUID();
+    c.set('requestId', id);
+    c.header('X-Request-Id', id);
+    return next();
+  });
+  app.use('*', async (c, next) => {
+    const started = performance.now();
+    await next();
+    const line = {
+      requestId: c.get('requestId'),
+      method: c.req.method,
+      path: c.req.path,
+      status: c.res.status,
+      durationMs: Math.round((performance.now() - started) * 10) / 10,
+      client: clientAddress(c),
+    };
+    // Probes arrive every few seconds per replica; keep them out of the default log level.
+    if (PROBE_PATHS.has(c.req.path) && c.res.status < 400) logger.debug(line, 'request');
+    else logger.info(line, 'request');
+  });
+  app.use('*', metrics.middleware());
+  app.use('*', secureHeaders());
+
+  const tooLarge = (c: Context<Env>) =>
+    problem(c, {
+      status: 413,
+      title: 'Content Too Large',
+      detail: `request body exceeds ${options.bodyLimitBytes} bytes`,
+    });
+  const registerLimiter = new RateLimiter(options.rateLimit.register, options.rateLimit.windowSeconds);
+  const loginLimiter = new RateLimiter(options.rateLimit.login, options.rateLimit.windowSeconds);
+  app.use('/register', rateLimit(registerLimiter, () => metrics.registrations.inc({ outcome: 'rate_limited' }), 'registration'));
+  app.use('/login', rateLimit(loginLimiter, () => metrics.logins.inc({ outcome: 'rate_limited' }), 'login'));
+  app.use('/register', bodyLimit({ maxSize: options.bodyLimitBytes, onError: tooLarge }));
+  app.use('/login', bodyLimit({ maxSize: options.bodyLimitBytes, onError: tooLarge }));
+
+  app.openapi(registerRoute, async (c) => {
+    const input = c.req.valid('json');
+    try {
+      const user = await users.register(input);
+      metrics.registrations.inc({ outcome: 'created' });
+      logger.info({ requestId: c.get('requestId'), userId: user.id, event: 'user_registered' }, 'user registered');
+      c.header('Location', `/users/${user.id}`);
+      return c.json({ id: user.id, username: user.username, createdAt: user.createdAt.toISOString() }, 201);
+    } catch (err) {
+      if (err instanceof UsernameTakenError) {
+        metrics.registrations.inc({ outcome: 'duplicate' });
+        return problem(c, {
+          status: 409,
+          type: ProblemType.usernameTaken,
+          title: 'Username taken',
+          detail: 'this username is already registered (usernames are compared case-insensitively)',
+          errors: [{ pointer: '#/username', code: 'taken', detail: 'is already registered' }],
+        }) as never;
+      }
+      metrics.registrations.inc({ outcome: err instanceof OverloadedError ? 'overloaded' : 'error' });
+      throw err;
+    }
+  });
+
+  app.openapi(loginRoute, async (c) => {
+    try {
+      const user = await users.login(c.req.valid('json'));
+      if (!user) {
+        metrics.logins.inc({ outcome: 'failure' });
+        return problem(c, {
+          status: 401,
+          type: ProblemType.invalidCredentials,
+          title: 'Invalid credentials',
+          detail: 'unknown username or wrong password',
+        }) as never;
+      }
+      metrics.logins.inc({ outcome: 'success' });
+      return c.json({ id: user.id, username: user.username }, 200);
+    } catch (err) {
+      metrics.logins.inc({ outcome: err instanceof OverloadedError ? 'overloaded' : 'error' });
+      throw err;
+    }
+  });
+
+  app.openapi(getUserRoute, async (c) => {
+    const user = await users.get(c.req.valid('param').id);
+    if (!user) {
+      return problem(c, { status: 404, title: 'Not Found', detail: 'no user with this id' }) as never;
+    }
+    return c.json({ id: user.id, username: user.username, createdAt: user.createdAt.toISOString() }, 200);
+  });
+
+  app.openapi(livezRoute, (c) => c.json({ status: 'alive' }, 200));
+
+  app.openapi(readyzRoute, async (c) => {
+    const notReady = (detail: string) =>
+      problem(c, { status: 503, type: ProblemType.notReady, title: 'Not ready', detail }) as never;
+    if (lifecycle.phase === 'starting') return notReady('starting');
+    if (lifecycle.phase === 'draining') return notReady('shutting down');
+    try {
+      await deps.checkDatabase();
+    } catch (err) {
+      return notReady(`database unreachable: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    return c.json({ status: 'ready' }, 200);
+  });
+
+  app.get(HEALTH_PATHS.metrics, async (c) => {
+    c.header('content-type', metrics.registry.contentType);
+    return c.body(await metrics.registry.metrics());
+  });
+
+  app.doc31('/openapi.json', {
+    openapi: '3.1.0',
+    info: {
+      title: 'kreg registration service',
+      version: '1.0.0',
+      description:
+        'User registration and credential checks. Every error is application/problem+json (RFC 9457).',
+    },
+  });
+  app.get('/docs', Scalar({ url: '/openapi.json', pageTitle: 'kreg registration API' }));
+
+  // Known paths answer other methods with 405 + Allow rather than a misleading 404.
+  const allowedMethods = (path: string): string[] => {
+    const methods = new Set<string>();
+    for (const route of app.routes) {
+      if (route.method === 'ALL') continue;
+      const pattern = new RegExp(`^${route.path.replace(/:[^/]+/g, '[^/]+')}$`);
+      if (pattern.test(path)) methods.add(route.method);
+    }
+    if (methods.has('GET')) methods.add('HEAD');
+    return [...methods].sort();
+  };
+
+  app.notFound((c) => {
+    const allow = allowedMethods(c.req.path);
+    if (allow.length > 0) {
+      return problem(c, {
+        status: 405,
+        title: 'Method Not Allowed',
+        detail: `${c.req.method} is not supported on ${c.req.path}; use ${allow.join(', ')}`,
+        headers: { allow: allow.join(', ') },
+      });
+    }
+    return problem(c, { status: 404, title: 'Not Found', detail: `no route for ${c.req.method} ${c.req.path}` });
+  });
+
+  app.onError((err, c) => {
+    if (err instanceof OverloadedError) {
+      return problem(c, {
+        status: 503,
+        type: ProblemType.overloaded,
+        title: 'Service overloaded',
+        detail: `password hashing capacity is exhausted; retry in ${err.retryAfterSeconds} s`,
+        headers: { 'retry-after': String(err.retryAfterSeconds) },
+      });
+    }
+    if (err instanceof HTTPException && err.status < 500) {
+      const detail =
+        err.status === 400 && /json/i.test(err.message)
+          ? 'request body is not valid JSON'
+          : err.status === 415
+            ? 'Content-Type must be application/json'
+            : err.message;
+      return problem(c, { status: err.status, title: err.status === 415 ? 'Unsupported Media Type' : 'Bad Request', detail });
+    }
+    logger.error({ requestId: c.get('requestId'), path: c.req.path, ...describeError(err) }, 'unhandled error');
+    return problem(c, {
+      status: 500,
+      title: 'Internal Server Error',
+      detail: 'the request failed on the server; quote the requestId when reporting it',
+    });
+  });
+
+  return app;
+}

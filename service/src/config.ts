@@ -1,0 +1,154 @@
+/**
+ * The one place that reads process.env. Everything else receives a validated `Config`.
+ * A bad value stops start-up with one line naming the variable (see `ConfigError`).
+ */
+import { availableParallelism } from 'node:os';
+import { z } from 'zod';
+import { DEFAULT_DATABASE_URL, DEFAULT_PORT, ENV } from './contract.js';
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+/** `RATE_LIMIT_*` values: "<requests>" per window, 0 disables the limit. */
+const nonNegativeInt = (min = 0, max = Number.MAX_SAFE_INTEGER) =>
+  z
+    .string()
+    .trim()
+    .regex(/^\d+$/, 'must be a whole number')
+    .transform(Number)
+    .pipe(z.number().int().min(min).max(max));
+
+const positiveNumber = (max: number) =>
+  z
+    .string()
+    .trim()
+    .regex(/^\d+(\.\d+)?$/, 'must be a number')
+    .transform(Number)
+    .pipe(z.number().min(0).max(max));
+
+const databaseUrl = z
+  .string()
+  .trim()
+  .min(1)
+  .refine((url) => /^(file:|libsql:|https?:|wss?:)/.test(url) || url === ':memory:', {
+    message: 'must start with file:, libsql:, http(s): or ws(s): (or be :memory:)',
+  });
+
+const envSchema = z.object({
+  [ENV.port]: nonNegativeInt(0, 65535).default(DEFAULT_PORT),
+  [ENV.host]: z.string().trim().min(1).default('0.0.0.0'),
+  [ENV.databaseUrl]: databaseUrl.default(DEFAULT_DATABASE_URL),
+  [ENV.databaseAuthToken]: z.string().optional(),
+  [ENV.databaseMigrate]: z.enum(['auto', 'always', 'never']).default('auto'),
+  [ENV.logLevel]: z.enum(LOG_LEVELS).default('info'),
+  [ENV.bodyLimitBytes]: nonNegativeInt(256, 1024 * 1024).default(16 * 1024),
+  [ENV.rateLimitWindowSeconds]: nonNegativeInt(1, 86_400).default(60),
+  [ENV.rateLimitRegister]: nonNegativeInt(0, 1_000_000).default(10),
+  [ENV.rateLimitLogin]: nonNegativeInt(0, 1_000_000).default(30),
+  [ENV.trustProxyHops]: nonNegativeInt(0, 10).default(0),
+  // OWASP minimum for argon2id is m=19 MiB, t=2, p=1; lower values are refused, not silently used.
+  [ENV.hashMemoryKib]: nonNegativeInt(19_456, 4 * 1024 * 1024).default(19_456),
+  [ENV.hashIterations]: nonNegativeInt(2, 100).default(2),
+  [ENV.hashParallelism]: nonNegativeInt(1, 16).default(1),
+  [ENV.hashConcurrency]: nonNegativeInt(1, 256).optional(),
+  [ENV.hashQueueLimit]: nonNegativeInt(0, 100_000).optional(),
+  [ENV.shutdownDrainSeconds]: positiveNumber(300).default(5),
+  [ENV.shutdownGraceSeconds]: positiveNumber(3600).default(25),
+});
+
+export interface HashConfig {
+  memoryKib: number;
+  iterations: number;
+  parallelism: number;
+  /** Hashes computed at the same time; each holds `memoryKib` of memory. */
+  concurrency: number;
+  /** Requests allowed to wait for a hashing slot before the service answers 503. */
+  queueLimit: number;
+}
+
+export interface Config {
+  port: number;
+  host: string;
+  database: { url: string; authToken?: string; migrate: 'auto' | 'always' | 'never' };
+  logLevel: (typeof LOG_LEVELS)[number];
+  bodyLimitBytes: number;
+  rateLimit: { windowSeconds: number; register: number; login: number };
+  trustProxyHops: number;
+  hash: HashConfig;
+  shutdown: { drainSeconds: number; graceSeconds: number };
+}
+
+export class ConfigError extends Error {
+  constructor(
+    readonly variable: string,
+    readonly problem: string,
+  ) {
+    super(`invalid configuration: ${variable} ${problem}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/**
+ * Parses configuration from an environment map. Empty strings count as unset, so
+ * `PORT=` in a ConfigMap means "use the default" rather than "port NaN".
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const present: Record<string, string> = {};
+  for (const name of Object.values(ENV)) {
+    const value = env[name];
+    if (value !== undefined && value !== '') present[name] = value;
+  }
+  const parsed = envSchema.safeParse(present);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const variable = String(issue.path[0] ?? 'environment');
+    const shown = variable in present && variable !== ENV.databaseAuthToken ? ` (got "${present[variable]}")` : '';
+    throw new ConfigError(variable, `${issue.message}${shown}`);
+  }
+  const e = parsed.data;
+
+  // Hashing runs on libuv's thread pool; more parallel hashes than cores only adds memory and latency.
+  const threadPool = Number(env.UV_THREADPOOL_SIZE) || 4;
+  const concurrency = e[ENV.hashConcurrency] ?? Math.max(1, Math.min(availableParallelism(), threadPool));
+  if (concurrency > threadPool) {
+    throw new ConfigError(
+      ENV.hashConcurrency,
+      `is ${concurrency} but the libuv thread pool has ${threadPool} threads; raise UV_THREADPOOL_SIZE or lower ${ENV.hashConcurrency}`,
+    );
+  }
+  const drainSeconds = e[ENV.shutdownDrainSeconds];
+  const graceSeconds = e[ENV.shutdownGraceSeconds];
+  if (graceSeconds <= drainSeconds) {
+    throw new ConfigError(
+      ENV.shutdownGraceSeconds,
+      `must be greater than ${ENV.shutdownDrainSeconds} (${graceSeconds} <= ${drainSeconds})`,
+    );
+  }
+
+  return {
+    port: e[ENV.port],
+    host: e[ENV.host],
+    database: {
+      url: e[ENV.databaseUrl],
+      ...(e[ENV.databaseAuthToken] ? { authToken: e[ENV.databaseAuthToken] } : {}),
+      migrate: e[ENV.databaseMigrate],
+    },
+    logLevel: e[ENV.logLevel],
+    bodyLimitBytes: e[ENV.bodyLimitBytes],
+    rateLimit: {
+      windowSeconds: e[ENV.rateLimitWindowSeconds],
+      register: e[ENV.rateLimitRegister],
+      login: e[ENV.rateLimitLogin],
+    },
+    trustProxyHops: e[ENV.trustProxyHops],
+    hash: {
+      memoryKib: e[ENV.hashMemoryKib],
+      iterations: e[ENV.hashIterations],
+      parallelism: e[ENV.hashParallelism],
+      concurrency,
+      // Enough waiting work to keep every hashing thread busy between completions, small enough
+      // that a waiting request is answered within a few hash times.
+      queueLimit: e[ENV.hashQueueLimit] ?? concurrency * 16,
+    },
+    shutdown: { drainSeconds, graceSeconds },
+  };
+}

@@ -1,0 +1,146 @@
+/**
+ * Process entry: config → database → migrations → listen → graceful shutdown.
+ *
+ * Shutdown on SIGTERM/SIGINT: readiness turns false at once (so the platform stops routing new
+ * requests here), the listener stays open for SHUTDOWN_DRAIN_SECONDS (requests already on their
+ * way still get served), then it closes; in-flight requests finish, the database closes and the
+ * process exits 0. If that takes past SHUTDOWN_GRACE_SECONDS, remaining sockets are destroyed and
+ * the exit code is 1, so the forced case is visible.
+ */
+import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
+import { pathToFileURL } from 'node:url';
+import { serve } from '@hono/node-server';
+import { buildApp } from './app.js';
+import { ConfigError, loadConfig, type Config } from './config.js';
+import { migrateDatabase, openDatabase, pingDatabase, type DatabaseHandle } from './db/client.js';
+import { Metrics } from './http/metrics.js';
+import { Lifecycle } from './lifecycle.js';
+import { createLogger, describeError, type Logger } from './logger.js';
+import { PasswordHasher } from './users/hasher.js';
+import { UserService } from './users/service.js';
+import { UserStore } from './users/store.js';
+
+export interface RunningServer {
+  url: string;
+  port: number;
+  server: Server;
+  lifecycle: Lifecycle;
+  database: DatabaseHandle;
+  /** Drains and closes; resolves with the exit code the process should use. */
+  shutdown(reason: string): Promise<number>;
+}
+
+export async function startServer(config: Config, logger: Logger): Promise<RunningServer> {
+  const lifecycle = new Lifecycle();
+  const database = await openDatabase(config.database);
+  const shouldMigrate =
+    config.database.migrate === 'always' || (config.database.migrate === 'auto' && database.embedded);
+  if (shouldMigrate) {
+    const t0 = performance.now();
+    await migrateDatabase(database);
+    logger.info({ durationMs: Math.round(performance.now() - t0) }, 'database migrations applied');
+  }
+
+  const hasher = new PasswordHasher(config.hash);
+  const metrics = new Metrics({ hasher, defaultMetrics: true });
+  const store = new UserStore(database.db);
+  const users = new UserService(
+    store,
+    hasher,
+    (err) => logger.warn(describeError(err), 'password rehash failed'),
+    () => metrics.rehashes.inc(),
+  );
+  const app = buildApp({
+    users,
+    metrics,
+    logger,
+    lifecycle,
+    checkDatabase: () => pingDatabase(database),
+    options: { bodyLimitBytes: config.bodyLimitBytes, rateLimit: config.rateLimit, trustProxyHops: config.trustProxyHops },
+  });
+
+  const server = await new Promise<Server>((resolve, reject) => {
+    const s = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, () => resolve(s as Server)) as Server;
+    s.once('error', reject);
+  });
+  // Keep-alive sockets must outlive a typical load balancer's idle timeout (60 s), or it may reuse
+  // a socket we are closing and see a reset.
+  server.keepAliveTimeout = 65_000;
+  server.headersTimeout = 66_000;
+  const port = (server.address() as AddressInfo).port;
+  lifecycle.markReady();
+  logger.info(
+    {
+      port,
+      host: config.host,
+      database: database.embedded ? 'embedded' : 'remote',
+      hash: { memoryKib: config.hash.memoryKib, iterations: config.hash.iterations, concurrency: config.hash.concurrency },
+    },
+    'listening',
+  );
+
+  let shuttingDown: Promise<number> | undefined;
+  const shutdown = (reason: string): Promise<number> => {
+    shuttingDown ??= (async () => {
+      lifecycle.markDraining();
+      logger.info({ reason, drainSeconds: config.shutdown.drainSeconds }, 'shutting down: readiness off, draining');
+      const deadline = Date.now() + config.shutdown.graceSeconds * 1000;
+      await sleep(config.shutdown.drainSeconds * 1000);
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      // close() only reaps sockets idle at that instant; keep-alive sockets that finish a request
+      // afterwards would otherwise linger until keepAliveTimeout.
+      const reaper = setInterval(() => server.closeIdleConnections(), 50);
+      server.closeIdleConnections();
+      const timedOut = await Promise.race([
+        closed.then(() => false),
+        sleep(Math.max(0, deadline - Date.now() - 250)).then(() => true),
+      ]);
+      clearInterval(reaper);
+      if (timedOut) {
+        logger.warn('grace period exhausted; closing remaining connections');
+        server.closeAllConnections();
+      }
+      database.close();
+      logger.info({ forced: timedOut }, 'shutdown complete');
+      return timedOut ? 1 : 0;
+    })();
+    return shuttingDown;
+  };
+
+  return { url: `http://127.0.0.1:${port}`, port, server, lifecycle, database, shutdown };
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+async function main(): Promise<void> {
+  let config: Config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`kreg-registration: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const logger = createLogger(config.logLevel);
+  let running: RunningServer;
+  try {
+    running = await startServer(config, logger);
+  } catch (err) {
+    logger.fatal(describeError(err), 'start-up failed');
+    process.exit(1);
+  }
+  const onSignal = (signal: NodeJS.Signals) => {
+    void running.shutdown(signal).then((code) => process.exit(code));
+  };
+  process.once('SIGTERM', onSignal);
+  process.once('SIGINT', onSignal);
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  await main();
+}

@@ -1,0 +1,70 @@
+import { randomUUID } from 'node:crypto';
+import { and, eq } from 'drizzle-orm';
+import type { Database } from '../db/client.js';
+import { users, type UserRow } from '../db/schema.js';
+
+export interface PublicUser {
+  id: string;
+  username: string;
+  createdAt: Date;
+}
+
+export class UsernameTakenError extends Error {
+  constructor() {
+    super('username already registered');
+    this.name = 'UsernameTakenError';
+  }
+}
+
+/** SQLITE_CONSTRAINT_UNIQUE, wherever drizzle and libsql put it (drizzle wraps the LibsqlError in `cause`). */
+function isUniqueViolation(err: unknown): boolean {
+  for (let e: unknown = err; e && typeof e === 'object'; e = (e as { cause?: unknown }).cause) {
+    const { code, extendedCode, message } = e as { code?: unknown; extendedCode?: unknown; message?: unknown };
+    if (extendedCode === 'SQLITE_CONSTRAINT_UNIQUE' || extendedCode === 'SQLITE_CONSTRAINT_PRIMARYKEY') return true;
+    if (code === 'SQLITE_CONSTRAINT' && typeof message === 'string' && /UNIQUE constraint failed/i.test(message)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+export class UserStore {
+  constructor(private readonly db: Database) {}
+
+  /**
+   * Inserts a user. The unique index on the canonical name decides races: of any number of
+   * concurrent inserts for one name, exactly one succeeds and the rest get UsernameTakenError.
+   */
+  async create(input: { username: string; usernameCanonical: string; passwordHash: string }): Promise<PublicUser> {
+    const row = { id: randomUUID(), createdAt: new Date(), ...input };
+    try {
+      await this.db.insert(users).values(row);
+    } catch (err) {
+      if (isUniqueViolation(err)) throw new UsernameTakenError();
+      throw err;
+    }
+    return { id: row.id, username: row.username, createdAt: row.createdAt };
+  }
+
+  async findByCanonical(usernameCanonical: string): Promise<UserRow | undefined> {
+    const rows = await this.db.select().from(users).where(eq(users.usernameCanonical, usernameCanonical)).limit(1);
+    return rows[0];
+  }
+
+  async findById(id: string): Promise<PublicUser | undefined> {
+    const rows = await this.db
+      .select({ id: users.id, username: users.username, createdAt: users.createdAt })
+      .from(users)
+      .where(eq(users.id, id))
+      .limit(1);
+    return rows[0];
+  }
+
+  /** Replaces a hash only if it is still the one we verified, so two concurrent rehashes cannot fight. */
+  async replaceHash(id: string, previousHash: string, nextHash: string): Promise<void> {
+    await this.db
+      .update(users)
+      .set({ passwordHash: nextHash, passwordUpdatedAt: new Date() })
+      .where(and(eq(users.id, id), eq(users.passwordHash, previousHash)));
+  }
+}
