@@ -1,0 +1,123 @@
+/**
+ * Real parts for service tests: a libsql file database in a temp directory, the real app, and
+ * optionally a real HTTP server on port 0. Nothing is mocked.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { buildApp, type AppOptions } from '../../service/src/app.js';
+import { loadConfig, type Config } from '../../service/src/config.js';
+import { migrateDatabase, openDatabase, pingDatabase, type DatabaseHandle } from '../../service/src/db/client.js';
+import { Metrics } from '../../service/src/http/metrics.js';
+import { Lifecycle } from '../../service/src/lifecycle.js';
+import { createLogger } from '../../service/src/logger.js';
+import { startServer, type RunningServer } from '../../service/src/server.js';
+import { PasswordHasher } from '../../service/src/users/hasher.js';
+import { UserService } from '../../service/src/users/service.js';
+import { UserStore } from '../../service/src/users/store.js';
+
+export function tempDir(prefix = 'kreg-test-'): { path: string; remove(): void } {
+  const path = mkdtempSync(join(tmpdir(), prefix));
+  return { path, remove: () => rmSync(path, { recursive: true, force: true }) };
+}
+
+/** Collects log lines in memory so tests can assert on them (e.g. that no password is logged). */
+export class LogCapture extends Writable {
+  readonly lines: string[] = [];
+  override _write(chunk: Buffer, _enc: string, cb: () => void): void {
+    this.lines.push(...chunk.toString().split('\n').filter(Boolean));
+    cb();
+  }
+  get text(): string {
+    return this.lines.join('\n');
+  }
+}
+
+export function testConfig(dir: string, env: Record<string, string> = {}): Config {
+  return loadConfig({
+    DATABASE_URL: `file:${join(dir, 'registrations.db')}`,
+    PORT: '0',
+    HOST: '127.0.0.1',
+    LOG_LEVEL: 'debug',
+    SHUTDOWN_DRAIN_SECONDS: '0',
+    SHUTDOWN_GRACE_SECONDS: '5',
+    HASH_QUEUE_LIMIT: '200',
+    RATE_LIMIT_REGISTER: '0',
+    RATE_LIMIT_LOGIN: '0',
+    ...env,
+  });
+}
+
+export interface TestApp {
+  app: ReturnType<typeof buildApp>;
+  database: DatabaseHandle;
+  hasher: PasswordHasher;
+  lifecycle: Lifecycle;
+  metrics: Metrics;
+  logs: LogCapture;
+  dir: string;
+  close(): void;
+}
+
+export async function createTestApp(
+  env: Record<string, string> = {},
+  options: Partial<AppOptions> = {},
+): Promise<TestApp> {
+  const dir = tempDir();
+  const config = testConfig(dir.path, env);
+  const logs = new LogCapture();
+  const logger = createLogger(config.logLevel, logs);
+  const database = await openDatabase(config.database);
+  await migrateDatabase(database);
+  const hasher = new PasswordHasher(config.hash);
+  const metrics = new Metrics({ hasher });
+  const lifecycle = new Lifecycle();
+  lifecycle.markReady();
+  const app = buildApp({
+    users: new UserService(new UserStore(database.db), hasher),
+    metrics,
+    logger,
+    lifecycle,
+    checkDatabase: () => pingDatabase(database),
+    options: {
+      bodyLimitBytes: config.bodyLimitBytes,
+      rateLimit: config.rateLimit,
+      trustProxyHops: config.trustProxyHops,
+      ...options,
+    },
+  });
+  return {
+    app,
+    database,
+    hasher,
+    lifecycle,
+    metrics,
+    logs,
+    dir: dir.path,
+    close: () => {
+      database.close();
+      dir.remove();
+    },
+  };
+}
+
+export async function startTestServer(
+  dir: string,
+  env: Record<string, string> = {},
+): Promise<RunningServer & { logs: LogCapture }> {
+  const config = testConfig(dir, env);
+  const logs = new LogCapture();
+  const running = await startServer(config, createLogger(config.logLevel, logs));
+  return Object.assign(running, { logs });
+}
+
+export function json(body: unknown, headers: Record<string, string> = {}): RequestInit {
+  return {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  };
+}
+
+export const GOOD_PASSWORD = 'violet-otter-meadow-42';

@@ -1,0 +1,144 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { parseOptions } from '@node-rs/argon2';
+import { ConfigError, loadConfig } from '../../service/src/config.js';
+import { RateLimiter } from '../../service/src/http/rate-limit.js';
+import { PasswordHasher } from '../../service/src/users/hasher.js';
+import {
+  canonicalUsername,
+  checkPassword,
+  checkUsername,
+  commonPasswordCount,
+  displayUsername,
+} from '../../service/src/users/credentials.js';
+
+describe('config', () => {
+  test('defaults', () => {
+    const c = loadConfig({});
+    assert.equal(c.port, 8080);
+    assert.equal(c.host, '0.0.0.0');
+    assert.equal(c.database.url, 'file:./data/registrations.db');
+    assert.equal(c.database.migrate, 'auto');
+    assert.deepEqual(
+      { m: c.hash.memoryKib, t: c.hash.iterations, p: c.hash.parallelism },
+      { m: 19456, t: 2, p: 1 },
+    );
+    assert.ok(c.hash.concurrency >= 1 && c.hash.queueLimit >= c.hash.concurrency);
+    assert.equal(c.bodyLimitBytes, 16384);
+  });
+
+  test('empty strings mean unset; values are parsed and validated', () => {
+    const c = loadConfig({ PORT: '', RATE_LIMIT_REGISTER: '0', SHUTDOWN_DRAIN_SECONDS: '1.5', HASH_CONCURRENCY: '2' });
+    assert.equal(c.port, 8080);
+    assert.equal(c.rateLimit.register, 0);
+    assert.equal(c.shutdown.drainSeconds, 1.5);
+    assert.equal(c.hash.concurrency, 2);
+  });
+
+  test('each bad value names its variable', () => {
+    const bad: Array<[Record<string, string>, string]> = [
+      [{ PORT: '70000' }, 'PORT'],
+      [{ PORT: '-1' }, 'PORT'],
+      [{ HASH_ITERATIONS: '1' }, 'HASH_ITERATIONS'],
+      [{ HASH_CONCURRENCY: '64' }, 'HASH_CONCURRENCY'],
+      [{ SHUTDOWN_DRAIN_SECONDS: '30', SHUTDOWN_GRACE_SECONDS: '10' }, 'SHUTDOWN_GRACE_SECONDS'],
+      [{ DATABASE_MIGRATE: 'sometimes' }, 'DATABASE_MIGRATE'],
+      [{ DATABASE_URL: 'mysql://x' }, 'DATABASE_URL'],
+    ];
+    for (const [env, variable] of bad) {
+      assert.throws(() => loadConfig(env), (e: unknown) => e instanceof ConfigError && e.variable === variable, JSON.stringify(env));
+    }
+  });
+
+  test('the auth token is never echoed in an error', () => {
+    try {
+      loadConfig({ DATABASE_AUTH_TOKEN: 'secret-token', PORT: 'x' });
+    } catch (e) {
+      assert.ok(!(e as Error).message.includes('secret-token'));
+    }
+  });
+});
+
+describe('credentials', () => {
+  test('normalization: NFKC, trimmed, case-folded', () => {
+    assert.equal(displayUsername('  Ａｌｉｃｅ '), 'Alice');
+    assert.equal(canonicalUsername('ALICE'), canonicalUsername('ａｌｉｃｅ'));
+    assert.equal(canonicalUsername('Ⅸ-roman'), 'ix-roman');
+  });
+
+  test('username rules', () => {
+    assert.equal(checkUsername('abc'), undefined);
+    assert.equal(checkUsername('a'.repeat(32)), undefined);
+    assert.equal(checkUsername('a'.repeat(33))?.code, 'length');
+    assert.equal(checkUsername('\u00ADabc')?.code, 'invisible_characters');
+    assert.equal(checkUsername('ab\u200Dc')?.code, 'invisible_characters');
+    assert.equal(checkUsername('abc\u061C')?.code, 'invisible_characters');
+    assert.equal(checkUsername('-abc')?.code, 'characters');
+  });
+
+  test('password rules count code points and reject common passwords case-insensitively', () => {
+    assert.ok(commonPasswordCount() > 10_000, `list has ${commonPasswordCount()} entries`);
+    assert.equal(checkPassword('PASSWORD123', 'bob')?.code, 'too_common');
+    assert.equal(checkPassword('iloveyou2', 'bob')?.code, 'too_common');
+    assert.equal(checkPassword('😀😀😀😀😀😀😀', 'bob')?.code, 'length');
+    assert.equal(checkPassword('😀😀😀😀😀😀😀😀', 'bob'), undefined);
+    assert.equal(checkPassword('Bobby-Tables', 'bobby-tables')?.code, 'same_as_username');
+  });
+});
+
+describe('rate limiter', () => {
+  test('token bucket refills over the window and reports when to retry', () => {
+    let now = 0;
+    const limiter = new RateLimiter(2, 10, 1000, () => now);
+    assert.equal(limiter.take('a').allowed, true);
+    assert.equal(limiter.take('a').allowed, true);
+    const denied = limiter.take('a');
+    assert.equal(denied.allowed, false);
+    assert.equal(denied.retryAfterSeconds, 5);
+    now = 5_000;
+    assert.equal(limiter.take('a').allowed, true);
+    assert.equal(limiter.take('b').allowed, true, 'separate clients');
+  });
+
+  test('memory stays bounded under many distinct clients', () => {
+    let now = 0;
+    const limiter = new RateLimiter(5, 60, 100, () => now);
+    for (let i = 0; i < 10_000; i++) {
+      now += 1;
+      limiter.take(`client-${i}`);
+    }
+    assert.ok(limiter.size <= 100, `size ${limiter.size}`);
+  });
+
+  test('limit 0 disables limiting', () => {
+    const limiter = new RateLimiter(0, 60);
+    for (let i = 0; i < 100; i++) assert.equal(limiter.take('x').allowed, true);
+  });
+});
+
+describe('password hasher', () => {
+  const config = { memoryKib: 19456, iterations: 2, parallelism: 1, concurrency: 2, queueLimit: 4 };
+
+  test('produces self-describing argon2id hashes that verify', async () => {
+    const hasher = new PasswordHasher(config);
+    const encoded = await hasher.hash('a long enough password');
+    const p = parseOptions(encoded);
+    assert.deepEqual([p.memoryCost, p.timeCost, p.parallelism], [19456, 2, 1]);
+    assert.equal(await hasher.verify(encoded, 'a long enough password'), true);
+    assert.equal(await hasher.verify(encoded, 'a long enough passwordX'), false);
+    assert.equal(await hasher.verify('not a hash', 'x'), false);
+    assert.equal(hasher.needsRehash(encoded), false);
+    assert.equal(new PasswordHasher({ ...config, iterations: 3 }).needsRehash(encoded), true);
+    assert.equal(new PasswordHasher({ ...config, memoryKib: 65536 }).needsRehash(encoded), true);
+  });
+
+  test('never runs more than `concurrency` hashes at once', async () => {
+    const hasher = new PasswordHasher({ ...config, queueLimit: 100 });
+    let peak = 0;
+    const watcher = setInterval(() => (peak = Math.max(peak, hasher.stats().inFlight)), 1);
+    await Promise.all(Array.from({ length: 10 }, (_, i) => hasher.hash(`password-${i}`)));
+    clearInterval(watcher);
+    assert.ok(peak >= 1 && peak <= 2, `peak ${peak}`);
+    assert.deepEqual(hasher.stats(), { inFlight: 0, queued: 0, rejected: 0 });
+  });
+});
