@@ -11,10 +11,10 @@
  * Environment: BENCH_SECONDS (default 10), BENCH_CONNECTIONS (default 8).
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, openSync, rmSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { hash, type Algorithm } from '@node-rs/argon2';
 import autocannon from 'autocannon';
 import { loadConfig } from '../../service/src/config.js';
@@ -42,34 +42,47 @@ async function hashingBound(seconds: number): Promise<{ perSecond: number; worke
   return { perSecond: done / ((performance.now() - t0) / 1000), workers };
 }
 
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
 async function startServer(dir: string): Promise<{ url: string; stop(): Promise<void> }> {
+  const port = await freePort();
   const child = spawn(process.execPath, ['--import', 'tsx', 'service/src/server.ts'], {
     cwd: ROOT,
     env: {
       ...process.env,
-      PORT: '0',
+      PORT: String(port),
       HOST: '127.0.0.1',
       DATABASE_URL: `file:${join(dir, 'bench.db')}`,
       RATE_LIMIT_REGISTER: '0',
       RATE_LIMIT_LOGIN: '0',
-      // The default level: access logs are part of the real per-request cost. They go to a pipe
-      // that is drained below, as a log collector would.
+      // The default level: writing access logs is part of the real per-request cost. They go to
+      // /dev/null rather than through this process, which would compete for the same CPUs.
       LOG_LEVEL: 'info',
       SHUTDOWN_DRAIN_SECONDS: '0',
     },
-    stdio: ['ignore', 'pipe', 'inherit'],
+    stdio: ['ignore', openSync('/dev/null', 'w'), 'inherit'],
   });
-  const port = await new Promise<number>((resolve, reject) => {
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      const m = /"port":(\d+)/.exec(line);
-      if (m) resolve(Number(m[1]));
-    });
-    child.once('exit', (code) => reject(new Error(`server exited early (${code})`)));
-  });
+  let exited = false;
+  child.once('exit', () => (exited = true));
+  const url = `http://127.0.0.1:${port}`;
+  for (let i = 0; ; i++) {
+    if (exited) throw new Error('server exited during start-up');
+    if (i > 300) throw new Error('server not ready after 30 s');
+    const ok = await fetch(`${url}/readyz`).then((r) => r.ok, () => false);
+    if (ok) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
   return {
-    url: `http://127.0.0.1:${port}`,
+    url,
     stop: () =>
       new Promise((resolve) => {
+        if (exited) return resolve();
         child.once('exit', () => resolve());
         child.kill('SIGTERM');
       }),
