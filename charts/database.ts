@@ -1,0 +1,168 @@
+/**
+ * A libsql server (sqld) for the `remote` database mode: one writer on a PersistentVolumeClaim,
+ * reachable in the namespace as http://libsql:8080 (Hrana over HTTP).
+ *
+ * The upstream image starts as root and drops to uid 666 through a wrapper script
+ * (notes/libraries.md §2.2); that fails Pod Security "restricted", so the wrapper is bypassed:
+ * `/bin/sqld` runs directly as 666 with fsGroup 666 on the volume, read-only root fs, /tmp on an emptyDir.
+ * Raw `KubeStatefulSet` (not kplus): cdk8s-plus-27 cannot render volumeClaimTemplates, and this
+ * object is simple enough to state verbatim.
+ */
+import { Chart } from 'cdk8s';
+import { k8s } from 'cdk8s-plus-27';
+import type { Construct } from 'constructs';
+import { pullPolicyFor, selectorLabels, standardLabels, imageTag, type AppLabels } from './common.js';
+
+export const DATABASE_NAME = 'libsql';
+export const DATABASE_PORT = 8080;
+export const DATABASE_USER = 666;
+export const DEFAULT_DATABASE_IMAGE = 'ghcr.io/tursodatabase/libsql-server:v0.24.32';
+
+export interface DatabaseChartProps {
+  namespace: string;
+  environment: string;
+  /** Default `ghcr.io/tursodatabase/libsql-server:<pinned tag>`. */
+  image?: string;
+  storageGiB?: number;
+  storageClassName?: string;
+  /**
+   * Secret with the Ed25519 public key (base64url, as sqld expects in SQLD_AUTH_JWT_KEY) that
+   * verifies client tokens. Without it sqld accepts unauthenticated clients — only for dev.
+   */
+  jwtKey?: { secretName: string; key: string };
+  /** Namespaces (by `kubernetes.io/metadata.name`) whose pods may connect besides this one. */
+  allowFromNamespaces?: string[];
+}
+
+export class DatabaseChart extends Chart {
+  /** In-namespace URL of the server for `DATABASE_URL`. */
+  readonly url: string;
+
+  constructor(scope: Construct, id: string, props: DatabaseChartProps) {
+    super(scope, id, { namespace: props.namespace, disableResourceNameHashes: true });
+    const image = props.image ?? DEFAULT_DATABASE_IMAGE;
+    const version = imageTag(image);
+    const appLabels: AppLabels = {
+      name: DATABASE_NAME,
+      instance: `${DATABASE_NAME}-${props.environment}`,
+      component: 'database',
+      ...(version ? { version } : {}),
+    };
+    const labels = standardLabels(appLabels);
+    const selector = selectorLabels(appLabels);
+    this.url = `http://${DATABASE_NAME}.${props.namespace}.svc.cluster.local:${DATABASE_PORT}`;
+
+    const service = new k8s.KubeService(this, 'service', {
+      metadata: { name: DATABASE_NAME, labels },
+      spec: {
+        type: 'ClusterIP',
+        selector,
+        ports: [{ name: 'http', port: DATABASE_PORT, targetPort: k8s.IntOrString.fromString('http'), protocol: 'TCP' }],
+      },
+    });
+
+    const statefulSet = new k8s.KubeStatefulSet(this, 'statefulset', {
+      metadata: { name: DATABASE_NAME, labels },
+      spec: {
+        serviceName: DATABASE_NAME,
+        replicas: 1,
+        selector: { matchLabels: selector },
+        persistentVolumeClaimRetentionPolicy: { whenDeleted: 'Retain', whenScaled: 'Retain' },
+        template: {
+          metadata: { labels },
+          spec: {
+            automountServiceAccountToken: false,
+            enableServiceLinks: false,
+            terminationGracePeriodSeconds: 30,
+            securityContext: {
+              runAsNonRoot: true,
+              runAsUser: DATABASE_USER,
+              runAsGroup: DATABASE_USER,
+              fsGroup: DATABASE_USER,
+              fsGroupChangePolicy: 'OnRootMismatch',
+              seccompProfile: { type: 'RuntimeDefault' },
+            },
+            containers: [
+              {
+                name: 'sqld',
+                image,
+                imagePullPolicy: pullPolicyFor(image),
+                command: ['/bin/sqld'],
+                args: ['--db-path', '/var/lib/sqld/data.sqld', '--http-listen-addr', `0.0.0.0:${DATABASE_PORT}`],
+                ports: [{ name: 'http', containerPort: DATABASE_PORT, protocol: 'TCP' }],
+                env: props.jwtKey
+                  ? [{ name: 'SQLD_AUTH_JWT_KEY', valueFrom: { secretKeyRef: { name: props.jwtKey.secretName, key: props.jwtKey.key } } }]
+                  : [],
+                readinessProbe: {
+                  httpGet: { path: '/health', port: k8s.IntOrString.fromString('http') },
+                  periodSeconds: 5,
+                  failureThreshold: 2,
+                },
+                livenessProbe: {
+                  httpGet: { path: '/health', port: k8s.IntOrString.fromString('http') },
+                  periodSeconds: 10,
+                  failureThreshold: 3,
+                },
+                startupProbe: {
+                  httpGet: { path: '/health', port: k8s.IntOrString.fromString('http') },
+                  periodSeconds: 2,
+                  failureThreshold: 60,
+                },
+                resources: {
+                  requests: { cpu: k8s.Quantity.fromString('100m'), memory: k8s.Quantity.fromString('128Mi') },
+                  limits: { cpu: k8s.Quantity.fromString('1'), memory: k8s.Quantity.fromString('512Mi') },
+                },
+                securityContext: {
+                  runAsNonRoot: true,
+                  runAsUser: DATABASE_USER,
+                  runAsGroup: DATABASE_USER,
+                  readOnlyRootFilesystem: true,
+                  allowPrivilegeEscalation: false,
+                  privileged: false,
+                  capabilities: { drop: ['ALL'] },
+                },
+                volumeMounts: [
+                  { name: 'data', mountPath: '/var/lib/sqld' },
+                  { name: 'tmp', mountPath: '/tmp' },
+                ],
+              },
+            ],
+            volumes: [{ name: 'tmp', emptyDir: { sizeLimit: k8s.Quantity.fromString('64Mi') } }],
+          },
+        },
+        volumeClaimTemplates: [
+          {
+            metadata: { name: 'data', labels },
+            spec: {
+              accessModes: ['ReadWriteOnce'],
+              ...(props.storageClassName ? { storageClassName: props.storageClassName } : {}),
+              resources: { requests: { storage: k8s.Quantity.fromString(`${props.storageGiB ?? 5}Gi`) } },
+            },
+          },
+        ],
+      },
+    });
+    statefulSet.addDependency(service);
+
+    // Ingress-only: the registration pods (any component of the `registration` app, so the
+    // migration Job too) may reach sqld; nothing else. Egress is untouched.
+    new k8s.KubeNetworkPolicy(this, 'network-policy', {
+      metadata: { name: `${DATABASE_NAME}-ingress`, labels },
+      spec: {
+        podSelector: { matchLabels: selector },
+        policyTypes: ['Ingress'],
+        ingress: [
+          {
+            from: [
+              { podSelector: { matchLabels: { 'app.kubernetes.io/name': 'registration' } } },
+              ...(props.allowFromNamespaces ?? []).map((ns) => ({
+                namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': ns } },
+              })),
+            ],
+            ports: [{ protocol: 'TCP', port: k8s.IntOrString.fromString('http') }],
+          },
+        ],
+      },
+    });
+  }
+}

@@ -1,0 +1,111 @@
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { parseAllDocuments } from 'yaml';
+import { DatabaseChart } from '../../charts/database.js';
+import { buildApp, ENVIRONMENTS, parseCli, synthToDisk } from '../../infra/main.js';
+import { find, synthEnv, podSpec } from './helpers.js';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+
+describe('infra/main.ts', () => {
+  it('importing it writes nothing; buildApp is pure', () => {
+    const out = mkdtempSync(join(tmpdir(), 'kreg-synth-'));
+    rmSync(out, { recursive: true });
+    const app = buildApp({ env: 'dev', outdir: out });
+    assert.equal(app.outdir, out);
+    assert.deepEqual(app.charts.map((c) => c.node.id), ['dev-namespace', 'dev-registration']);
+    assert.equal(existsSync(out), false, 'buildApp must not touch the disk');
+  });
+
+  it('picks the environment from --env, then KREG_ENV, then dev', () => {
+    assert.equal(parseCli([], {}).env, 'dev');
+    assert.equal(parseCli([], { KREG_ENV: 'prod' }).env, 'prod');
+    assert.equal(parseCli(['--env', 'dev'], { KREG_ENV: 'prod' }).env, 'dev');
+    assert.deepEqual(parseCli(['-e', 'prod', '--image', 'r:1', '-o', 'x'], {}), { env: 'prod', image: 'r:1', outdir: 'x' });
+    assert.throws(() => parseCli(['--nope'], {}), /Unknown option/);
+  });
+
+  it('synthToDisk writes one file per chart, namespace first, byte-identical on re-run, and clears stale files', () => {
+    const out = mkdtempSync(join(tmpdir(), 'kreg-synth-'));
+    try {
+      writeFileSync(join(out, 'stale-other-env.k8s.yaml'), 'kind: Stale\n');
+      const first = synthToDisk({ env: 'prod', outdir: out });
+      assert.deepEqual(readdirSync(out).sort(), [
+        '0000-prod-namespace.k8s.yaml',
+        '0001-prod-database.k8s.yaml',
+        '0002-prod-registration.k8s.yaml',
+      ]);
+      const bytes = first.files.map((f) => readFileSync(f, 'utf8'));
+      const second = synthToDisk({ env: 'prod', outdir: out });
+      assert.deepEqual(second.files.map((f) => readFileSync(f, 'utf8')), bytes, 'deterministic YAML');
+      const docs = bytes.flatMap((text) => parseAllDocuments(text).map((d) => d.toJS()));
+      assert.equal(docs[0].kind, 'Namespace');
+      assert.deepEqual(docs, synthEnv({ env: 'prod' }), 'files = in-process objects');
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
+  });
+
+  it('`cdk8s synth` (cdk8s.yaml, tsx) writes the same manifests', () => {
+    const cdk8sYaml = readFileSync(join(ROOT, 'cdk8s.yaml'), 'utf8');
+    assert.match(cdk8sYaml, /^app: .*tsx/m);
+    assert.doesNotMatch(cdk8sYaml, /^app: .*ts-node/m);
+    const out = mkdtempSync(join(tmpdir(), 'kreg-cdk8s-'));
+    try {
+      const r = spawnSync(join(ROOT, 'node_modules/.bin/cdk8s'), ['synth', '--no-check-upgrade', '--output', out], {
+        cwd: ROOT,
+        env: { ...process.env, KREG_ENV: 'dev' },
+        encoding: 'utf8',
+        timeout: 60_000,
+      });
+      assert.equal(r.status, 0, r.stderr);
+      assert.deepEqual(readdirSync(out).sort(), ['0000-dev-namespace.k8s.yaml', '0001-dev-registration.k8s.yaml']);
+      const docs = readdirSync(out)
+        .sort()
+        .flatMap((f) => parseAllDocuments(readFileSync(join(out, f), 'utf8')).map((d) => d.toJS()));
+      assert.deepEqual(docs, synthEnv({ env: 'dev' }));
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
+  });
+
+  it('running the file synthesizes; a bad environment exits 1 with one line', () => {
+    const out = mkdtempSync(join(tmpdir(), 'kreg-run-'));
+    try {
+      const listed = execFileSync(process.execPath, ['--import', 'tsx', 'infra/main.ts', '--env', 'dev', '--outdir', out], {
+        cwd: ROOT,
+        encoding: 'utf8',
+      });
+      assert.equal(listed.trim().split('\n').length, 2);
+      const bad = spawnSync(process.execPath, ['--import', 'tsx', 'infra/main.ts', '--env', 'qa', '--outdir', out], {
+        cwd: ROOT,
+        encoding: 'utf8',
+      });
+      assert.equal(bad.status, 1);
+      assert.equal(bad.stderr.trim(), 'kreg synth: unknown environment "qa"; expected one of: dev, prod');
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
+  });
+
+  it('prod points the service at the in-cluster libsql server it deploys', () => {
+    const app = buildApp({ env: 'prod' });
+    // Not `instanceof`: cdk8s' Chart[Symbol.hasInstance] is true for every chart, subclasses included.
+    const db = app.charts.find((c) => c.node.id === 'prod-database') as DatabaseChart | undefined;
+    assert.ok(db);
+    assert.equal(ENVIRONMENTS.prod.registration.database.url, db.url);
+    const objects = synthEnv({ env: 'prod' });
+    const sqld = find(objects, 'StatefulSet', 'libsql');
+    const spec = podSpec(sqld);
+    assert.equal(spec.securityContext.runAsNonRoot, true);
+    assert.deepEqual(spec.containers[0].command, ['/bin/sqld'], 'bypasses the root wrapper script');
+    assert.equal(sqld.spec.volumeClaimTemplates[0].spec.resources.requests.storage, '5Gi');
+    const np = find(objects, 'NetworkPolicy', 'libsql-ingress');
+    assert.deepEqual(np.spec.policyTypes, ['Ingress']);
+  });
+});

