@@ -23,11 +23,9 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 8);
 const ROOT = new URL('../../', import.meta.url).pathname;
 
-async function hashingBound(seconds: number): Promise<{ perSecond: number; workers: number }> {
+async function hashingBound(seconds: number, workers: number): Promise<{ perSecond: number; workers: number }> {
   const { hash: params } = loadConfig({});
   const options = { algorithm: 2 as Algorithm, memoryCost: params.memoryKib, timeCost: params.iterations, parallelism: params.parallelism };
-  // The bound is the machine's: one hash at a time per core, nothing else running.
-  const workers = availableParallelism();
   let done = 0;
   const deadline = performance.now() + seconds * 1000;
   const t0 = performance.now();
@@ -121,8 +119,16 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'kreg-bench-'));
   console.log(`kreg service benchmark: ${cpus().length} CPUs (${availableParallelism()} available), ${SECONDS} s per phase, ${CONNECTIONS} connections, node ${process.version}`);
   try {
-    const bound = await hashingBound(SECONDS);
-    console.log(`hashing bound: ${bound.perSecond.toFixed(1)} argon2id hashes/s with ${bound.workers} parallel hashes (m=19456 KiB, t=2, p=1)`);
+    // The bound is the machine's: nothing else running, hashes in parallel one per core and, as
+    // the server does by default, one per thread-pool thread; the better of the two counts.
+    const candidates = [];
+    for (const workers of new Set([availableParallelism(), loadConfig({}).hash.concurrency])) {
+      const b = await hashingBound(SECONDS / 2, workers);
+      console.log(`hashing: ${b.perSecond.toFixed(1)} argon2id hashes/s with ${workers} in parallel (m=19456 KiB, t=2, p=1)`);
+      candidates.push(b);
+    }
+    const bound = candidates.reduce((a, b) => (b.perSecond > a.perSecond ? b : a));
+    console.log(`hashing bound: ${bound.perSecond.toFixed(1)} hashes/s`);
 
     const server = await startServer(dir);
     try {
