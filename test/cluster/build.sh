@@ -13,6 +13,8 @@ P="${KREG_BUILD_P:-2}"
 SRC="$CACHE/src"
 T0=$(now)
 
+# Go's official tarball installs to /usr/local/go, which non-login shells often lack on PATH.
+command -v go >/dev/null || { [ -x /usr/local/go/bin/go ] && export PATH="$PATH:/usr/local/go/bin"; } || true
 command -v go >/dev/null || die "go not found in PATH (need Go >= 1.26 locally; GOTOOLCHAIN=local)"
 command -v gcc >/dev/null || die "gcc not found (needed for the static pause binary): apt-get install gcc libc6-dev"
 command -v jq >/dev/null || die "jq not found: run test/cluster/install-deps.sh"
