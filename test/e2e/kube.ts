@@ -1,0 +1,157 @@
+/**
+ * What the end-to-end tests need from a real cluster, done the way a user does it: the `kubectl`
+ * binary and a kubeconfig (the local test cluster's by default, any cluster via KUBECONFIG/KUBECTL).
+ */
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { parseAllDocuments } from 'yaml';
+
+const run = promisify(execFile);
+export const ROOT = new URL('../../', import.meta.url).pathname;
+
+export const KUBECONFIG = process.env.KUBECONFIG ?? join(ROOT, '.cluster/kubeconfig');
+export const KUBECTL =
+  process.env.KUBECTL ?? (existsSync(join(ROOT, '.cluster/bin/kubectl')) ? join(ROOT, '.cluster/bin/kubectl') : 'kubectl');
+
+export async function kubectl(args: string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<string> {
+  if (opts.input !== undefined) {
+    return new Promise((resolve, reject) => {
+      const child = spawn(KUBECTL, ['--kubeconfig', KUBECONFIG, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+      let out = '';
+      let err = '';
+      child.stdout.on('data', (d: Buffer) => (out += d));
+      child.stderr.on('data', (d: Buffer) => (err += d));
+      const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 120_000);
+      child.on('close', (code) => {
+        clearTimeout(timer);
+        if (code === 0) resolve(out);
+        else reject(new Error(`kubectl ${args.join(' ')} exited ${code}: ${err.trim()}`));
+      });
+      child.stdin.end(opts.input);
+    });
+  }
+  try {
+    const { stdout } = await run(KUBECTL, ['--kubeconfig', KUBECONFIG, ...args], {
+      timeout: opts.timeoutMs ?? 120_000,
+      maxBuffer: 64 * 1024 * 1024,
+    });
+    return stdout;
+  } catch (err) {
+    const e = err as { stderr?: string; message: string };
+    throw new Error(`kubectl ${args.join(' ')} failed: ${(e.stderr ?? e.message).trim()}`);
+  }
+}
+
+export async function kubectlJson<T = any>(args: string[]): Promise<T> {
+  return JSON.parse(await kubectl([...args, '-o', 'json'])) as T;
+}
+
+/** Every object in the synthesized manifests under `dir` (default `dist/`). */
+export function readManifests(dir = join(ROOT, 'dist')): any[] {
+  const objects: any[] = [];
+  for (const file of readdirSync(dir).filter((f) => /\.ya?ml$/.test(f)).sort()) {
+    for (const doc of parseAllDocuments(readFileSync(join(dir, file), 'utf8'))) {
+      const value = doc.toJSON();
+      if (value) objects.push(value);
+    }
+  }
+  return objects;
+}
+
+export async function waitFor<T>(
+  what: string,
+  check: () => Promise<T | undefined | false>,
+  timeoutMs = 120_000,
+  intervalMs = 1000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value) return value;
+    } catch (err) {
+      lastError = err;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}${lastError ? `: ${String(lastError)}` : ''}`);
+    }
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
+
+export interface PortForward {
+  url: string;
+  stop(): void;
+}
+
+/** `kubectl port-forward <target> :<port>`; resolves with the local URL once forwarding starts. */
+export async function portForward(namespace: string, target: string, remotePort: number | string): Promise<PortForward> {
+  const child: ChildProcess = spawn(
+    KUBECTL,
+    ['--kubeconfig', KUBECONFIG, '-n', namespace, 'port-forward', '--address', '127.0.0.1', target, `:${remotePort}`],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => (stderr += d));
+  const port = await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`port-forward ${target} did not start: ${stderr}`)), 30_000);
+    child.stdout!.on('data', (d: Buffer) => {
+      const m = /Forwarding from 127\.0\.0\.1:(\d+)/.exec(d.toString());
+      if (m) {
+        clearTimeout(timer);
+        resolve(Number(m[1]));
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`port-forward ${target} exited ${code}: ${stderr}`));
+    });
+  });
+  return { url: `http://127.0.0.1:${port}`, stop: () => child.kill('SIGTERM') };
+}
+
+/** The evidence a person needs when something in `namespace` went wrong: pods, events, logs. */
+export async function diagnostics(namespace: string): Promise<string> {
+  const sections: string[] = [];
+  const add = async (title: string, args: string[]) => {
+    try {
+      sections.push(`--- ${title}\n${await kubectl(args, { timeoutMs: 30_000 })}`);
+    } catch (err) {
+      sections.push(`--- ${title}\n(${String(err)})`);
+    }
+  };
+  await add('pods', ['-n', namespace, 'get', 'pods', '-o', 'wide']);
+  await add('events', ['-n', namespace, 'get', 'events', '--sort-by=.lastTimestamp']);
+  await add('describe pods', ['-n', namespace, 'describe', 'pods']);
+  let pods: string[] = [];
+  try {
+    pods = (await kubectl(['-n', namespace, 'get', 'pods', '-o', 'name'])).split('\n').filter(Boolean);
+  } catch {
+    /* reported above */
+  }
+  for (const pod of pods) {
+    await add(`logs ${pod}`, ['-n', namespace, 'logs', pod, '--all-containers', '--tail=50']);
+    await add(`previous logs ${pod}`, ['-n', namespace, 'logs', pod, '--all-containers', '--previous', '--tail=50']);
+  }
+  return sections.join('\n');
+}
+
+export async function postJson(url: string, body: unknown): Promise<{ status: number; body: any }> {
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+    signal: AbortSignal.timeout(15_000),
+  });
+  const text = await res.text();
+  let parsed: unknown = text;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    /* keep text */
+  }
+  return { status: res.status, body: parsed };
+}

@@ -1,0 +1,191 @@
+/**
+ * The path a user takes, against a real cluster (the local test cluster by default):
+ * `npm run synth` → `kubectl apply --server-side -f dist/` → rollout → port-forward → HTTP.
+ * Needs the image `kreg/registration:dev` in the cluster (`npm run test:e2e` builds and loads it).
+ * The namespace is deleted before and after; on failure the pods' events and logs are printed.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { after, before, describe, test } from 'node:test';
+import { diagnostics, kubectl, kubectlJson, portForward, postJson, readManifests, ROOT, waitFor } from './kube.js';
+
+const manifests = (() => {
+  const r = spawnSync('npm', ['run', '--silent', 'synth', '--', '--env', 'dev'], { cwd: ROOT, encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`npm run synth failed: ${r.stderr}${r.stdout}`);
+  return readManifests();
+})();
+const namespace: string = manifests.find((o) => o.kind === 'Namespace').metadata.name;
+const service = manifests.find((o) => o.kind === 'Service');
+const workload = manifests.find((o) => o.kind === 'StatefulSet' || o.kind === 'Deployment');
+const image: string = workload.spec.template.spec.containers[0].image;
+const servicePort: number = service.spec.ports[0].port;
+const inClusterUrl = `http://${service.metadata.name}.${namespace}.svc.cluster.local:${servicePort}`;
+const PASSWORD = 'violet-otter-meadow-42';
+
+let failed = false;
+
+async function deleteNamespace(): Promise<void> {
+  await kubectl(['delete', 'namespace', namespace, '--ignore-not-found', '--wait=true', '--timeout=120s'], { timeoutMs: 150_000 });
+}
+
+async function rolledOut(): Promise<void> {
+  await kubectl(['-n', namespace, 'rollout', 'status', `${workload.kind.toLowerCase()}/${workload.metadata.name}`, '--timeout=180s'], {
+    timeoutMs: 200_000,
+  });
+}
+
+async function readyPod(): Promise<{ name: string; uid: string }> {
+  const selector = Object.entries(workload.spec.selector.matchLabels as Record<string, string>)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(',');
+  return waitFor('a ready pod', async () => {
+    const list = await kubectlJson<{ items: any[] }>(['-n', namespace, 'get', 'pods', '-l', selector]);
+    const pod = list.items.find(
+      (p) => !p.metadata.deletionTimestamp && p.status.conditions?.some((c: any) => c.type === 'Ready' && c.status === 'True'),
+    );
+    return pod ? { name: pod.metadata.name as string, uid: pod.metadata.uid as string } : undefined;
+  });
+}
+
+/** Runs a one-shot client pod (the service image has Node) that executes `script` and returns its stdout. */
+async function runClientPod(name: string, script: string): Promise<string> {
+  const pod = {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name, namespace },
+    spec: {
+      restartPolicy: 'Never',
+      automountServiceAccountToken: false,
+      securityContext: { runAsNonRoot: true, runAsUser: 10001, runAsGroup: 10001, seccompProfile: { type: 'RuntimeDefault' } },
+      containers: [
+        {
+          name: 'client',
+          image,
+          imagePullPolicy: 'IfNotPresent',
+          command: ['node', '-e', script],
+          securityContext: { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } },
+          resources: { requests: { cpu: '50m', memory: '64Mi' }, limits: { cpu: '500m', memory: '128Mi' } },
+        },
+      ],
+    },
+  };
+  await kubectl(['apply', '-f', '-'], { input: JSON.stringify(pod) });
+  const phase = await waitFor(
+    `client pod ${name} to finish`,
+    async () => {
+      const p = await kubectlJson(['-n', namespace, 'get', 'pod', name]);
+      return ['Succeeded', 'Failed'].includes(p.status.phase) ? (p.status.phase as string) : undefined;
+    },
+    120_000,
+  );
+  const logs = await kubectl(['-n', namespace, 'logs', name]);
+  await kubectl(['-n', namespace, 'delete', 'pod', name, '--wait=false']);
+  assert.equal(phase, 'Succeeded', `client pod failed:\n${logs}`);
+  return logs;
+}
+
+describe(`e2e on a real cluster: ${namespace}`, { timeout: 15 * 60_000 }, () => {
+  before(async () => {
+    await deleteNamespace();
+    const t0 = performance.now();
+    await kubectl(['apply', '--server-side', '--field-manager=kreg', '-f', `${ROOT}dist/`]);
+    await rolledOut();
+    console.log(`# first deploy: applied and rolled out in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  });
+
+  after(async () => {
+    if (failed) console.log(await diagnostics(namespace));
+    await deleteNamespace();
+  });
+
+  const guard = (fn: () => Promise<void>) => async () => {
+    try {
+      await fn();
+    } catch (err) {
+      failed = true;
+      throw err;
+    }
+  };
+
+  test(
+    '1. port-forward to the Service: register 201, duplicate 409, login 200, wrong password 401',
+    guard(async () => {
+      const pf = await portForward(namespace, `svc/${service.metadata.name}`, servicePort);
+      try {
+        const created = await postJson(`${pf.url}/register`, { username: 'E2E-Alice', password: PASSWORD });
+        assert.equal(created.status, 201, JSON.stringify(created.body));
+        assert.equal((await postJson(`${pf.url}/register`, { username: 'e2e-alice', password: PASSWORD })).status, 409);
+        const login = await postJson(`${pf.url}/login`, { username: 'e2e-alice', password: PASSWORD });
+        assert.equal(login.status, 200);
+        assert.equal(login.body.id, created.body.id);
+        assert.equal((await postJson(`${pf.url}/login`, { username: 'e2e-alice', password: 'wrong-password-1' })).status, 401);
+      } finally {
+        pf.stop();
+      }
+    }),
+  );
+
+  test(
+    `2. discovery: another pod reaches ${inClusterUrl} by its cluster DNS name`,
+    guard(async () => {
+      const script = `
+        const base = ${JSON.stringify(inClusterUrl)};
+        const ready = await fetch(base + '/readyz');
+        const reg = await fetch(base + '/register', { method: 'POST', headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ username: 'from-a-pod', password: ${JSON.stringify(PASSWORD)} }) });
+        console.log(JSON.stringify({ readyz: ready.status, register: reg.status }));`;
+      const out = await runClientPod('e2e-discovery-client', `(async () => { ${script} })().catch((e) => { console.error(e); process.exit(1); })`);
+      assert.deepEqual(JSON.parse(out.trim().split('\n').pop()!), { readyz: 200, register: 201 });
+    }),
+  );
+
+  test(
+    '3. persistence: after the pod is deleted, its replacement still logs in the user',
+    guard(async () => {
+      const before = await readyPod();
+      await kubectl(['-n', namespace, 'delete', 'pod', before.name, '--wait=true', '--timeout=90s'], { timeoutMs: 120_000 });
+      const replacement = await waitFor('a replacement pod', async () => {
+        const p = await readyPod();
+        return p.uid !== before.uid ? p : undefined;
+      });
+      assert.notEqual(replacement.uid, before.uid);
+      const pf = await portForward(namespace, `svc/${service.metadata.name}`, servicePort);
+      try {
+        const login = await postJson(`${pf.url}/login`, { username: 'E2E-ALICE', password: PASSWORD });
+        assert.equal(login.status, 200, JSON.stringify(login.body));
+      } finally {
+        pf.stop();
+      }
+    }),
+  );
+
+  test(
+    '5. security posture of the live pod: non-root, read-only root fs, no capabilities',
+    guard(async () => {
+      const pod = await readyPod();
+      const spec = (await kubectlJson(['-n', namespace, 'get', 'pod', pod.name])).spec;
+      const container = spec.containers[0];
+      assert.equal(container.securityContext.readOnlyRootFilesystem, true);
+      assert.deepEqual(container.securityContext.capabilities.drop, ['ALL']);
+      // What the kernel says about the running process, not just what the spec asked for.
+      const probe = `
+        const fs = require('node:fs');
+        const status = fs.readFileSync('/proc/self/status', 'utf8');
+        const field = (k) => status.split('\\n').find((l) => l.startsWith(k + ':')).split(/\\s+/).slice(1);
+        let rootWritable = true;
+        try { fs.writeFileSync('/probe-root', 'x'); } catch (e) { rootWritable = e.code !== 'EROFS' && e.code !== 'EACCES' ? e.code : false; }
+        let tmpWritable = false;
+        try { fs.writeFileSync('/tmp/probe', 'x'); fs.unlinkSync('/tmp/probe'); tmpWritable = true; } catch {}
+        console.log(JSON.stringify({ uid: process.getuid(), gid: process.getgid(), capEff: field('CapEff')[0], noNewPrivs: field('NoNewPrivs')[0], rootWritable, tmpWritable }));`;
+      const out = await kubectl(['-n', namespace, 'exec', pod.name, '-c', container.name, '--', 'node', '-e', probe]);
+      const seen = JSON.parse(out.trim()) as Record<string, unknown>;
+      assert.notEqual(seen.uid, 0, 'runs as non-root');
+      assert.notEqual(seen.gid, 0);
+      assert.equal(seen.capEff, '0000000000000000', 'no effective capabilities');
+      assert.equal(seen.noNewPrivs, '1');
+      assert.equal(seen.rootWritable, false, 'root filesystem is read-only');
+      assert.equal(seen.tmpWritable, true, '/tmp is writable');
+      console.log(`# live pod: ${JSON.stringify(seen)}`);
+    }),
+  );
+});
