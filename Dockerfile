@@ -32,7 +32,7 @@ RUN if [ -n "$NPM_EXTRA_CA" ]; then printf '%s\n' "$NPM_EXTRA_CA" >/tmp/extra-ca
 
 # --- TypeScript → build/ (entry points build/service/src/{server,migrate}.js + build/service/drizzle) ---
 FROM deps AS build
-COPY package.json tsconfig.json tsconfig.build.json ./
+COPY package.json tsconfig.json ./
 COPY service ./service
 RUN npm run build && mkdir -p /rootfs-data
 

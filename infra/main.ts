@@ -72,6 +72,8 @@ export interface BuildAppOptions {
   outdir?: string;
   /** Overrides the environment's image (e.g. a CI-built tag). */
   image?: string;
+  /** Extra non-secret settings (env var → value) merged over the environment's, e.g. for a config change. */
+  settings?: Record<string, string>;
 }
 
 export function isEnvName(name: string): name is EnvName {
@@ -107,6 +109,7 @@ export function buildApp(options: BuildAppOptions): App {
     environment: options.env,
     image: options.image ?? env.image,
     ...env.registration,
+    ...(options.settings ? { settings: { ...env.registration.settings, ...options.settings } } : {}),
   });
   registration.addDependency(namespace);
   if (database) registration.addDependency(database);

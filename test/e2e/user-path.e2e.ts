@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
+import { buildApp } from '../../infra/main.js';
 import { diagnostics, kubectl, kubectlJson, portForward, postJson, readManifests, ROOT, waitFor } from './kube.js';
 
 const manifests = (() => {
@@ -157,6 +158,49 @@ describe(`e2e on a real cluster: ${namespace}`, { timeout: 15 * 60_000 }, () => 
         pf.stop();
       }
     }),
+  );
+
+  // Zero failed requests is the bar. The embedded mode's one-replica StatefulSet cannot meet it (the
+  // replacement pod starts only after the old one is gone), so until the workload design changes this
+  // runs as a TODO: it measures and reports the failures, and is listed as unfinished, not as passed.
+  test(
+    '4. rolling update after a config change: requests through the Service during the roll',
+    { todo: 'embedded mode (one-replica StatefulSet) has a gap between old and new pod; zero failures needs a surge design' },
+    async () => {
+      const before = await readyPod();
+      // An in-cluster client sends a bounded load through the Service: 10 requests/s, 600 at most,
+      // for about 60 s, which covers the re-apply (after 5 s) and the roll.
+      const script = `
+        const base = ${JSON.stringify(inClusterUrl)};
+        const counts = { ok: 0, failed: 0, errors: {} };
+        const started = Date.now();
+        for (let i = 0; i < 600; i++) {
+          const t = Date.now();
+          try {
+            const r = await fetch(base + '/users/' + ${JSON.stringify('00000000-0000-4000-8000-000000000000')}, { signal: AbortSignal.timeout(5000) });
+            if (r.status === 404) counts.ok++; else { counts.failed++; counts.errors[r.status] = (counts.errors[r.status] || 0) + 1; }
+          } catch (e) { counts.failed++; const k = e.cause?.code || e.name; counts.errors[k] = (counts.errors[k] || 0) + 1; }
+          await new Promise((r) => setTimeout(r, Math.max(0, 100 - (Date.now() - t))));
+          if (Date.now() - started > 65000) break;
+        }
+        console.log(JSON.stringify(counts));`;
+      const client = runClientPod('e2e-rollout-client', `(async () => { ${script} })().catch((e) => { console.error(e); process.exit(1); })`);
+      await new Promise((r) => setTimeout(r, 5000));
+      const objects = buildApp({ env: 'dev', settings: { RATE_LIMIT_LOGIN: '31' } }).charts.flatMap((c) => c.toJson());
+      const t0 = performance.now();
+      await kubectl(['apply', '--server-side', '--field-manager=kreg', '-f', '-'], {
+        input: JSON.stringify({ apiVersion: 'v1', kind: 'List', items: objects }),
+      });
+      await rolledOut();
+      const after = await readyPod();
+      const rollSeconds = (performance.now() - t0) / 1000;
+      assert.notEqual(after.uid, before.uid, 'the config change replaced the pod');
+      const counts = JSON.parse((await client).trim().split('\n').pop()!) as { ok: number; failed: number; errors: Record<string, number> };
+      console.log(`# rolling update: rolled in ${rollSeconds.toFixed(1)} s; ${counts.ok} ok, ${counts.failed} failed ${JSON.stringify(counts.errors)}`);
+      assert.ok(counts.ok > 100, `the client made requests: ${JSON.stringify(counts)}`);
+      assert.ok(rollSeconds < 55, 'the roll finished while the client was still sending');
+      assert.equal(counts.failed, 0, `failed requests during the roll: ${JSON.stringify(counts)}`);
+    },
   );
 
   test(
