@@ -31,22 +31,22 @@ export interface RunningServer {
   shutdown(reason: string): Promise<number>;
 }
 
-export async function startServer(config: Config, logger: Logger): Promise<RunningServer> {
-  const lifecycle = new Lifecycle();
-  const database = await openDatabase(config.database);
-  const shouldMigrate =
-    config.database.migrate === 'always' || (config.database.migrate === 'auto' && database.embedded);
-  if (shouldMigrate) {
-    const t0 = performance.now();
-    await migrateDatabase(database);
-    logger.info({ durationMs: Math.round(performance.now() - t0) }, 'database migrations applied');
-  }
-
+/**
+ * Wires the service's parts (hasher, metrics, store, users, app) around an open database. No I/O:
+ * the server below and the tests share it, so tests exercise exactly the production wiring.
+ */
+export function assembleApp(opts: {
+  config: Config;
+  database: DatabaseHandle;
+  logger: Logger;
+  lifecycle: Lifecycle;
+  defaultMetrics?: boolean;
+}) {
+  const { config, database, logger, lifecycle } = opts;
   const hasher = new PasswordHasher(config.hash);
-  const metrics = new Metrics({ hasher, defaultMetrics: true });
-  const store = new UserStore(database.db);
+  const metrics = new Metrics({ hasher, defaultMetrics: opts.defaultMetrics ?? false });
   const users = new UserService(
-    store,
+    new UserStore(database.db),
     hasher,
     (err) => logger.warn(describeError(err), 'password rehash failed'),
     () => metrics.rehashes.inc(),
@@ -59,6 +59,21 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     checkDatabase: () => pingDatabase(database),
     options: { bodyLimitBytes: config.bodyLimitBytes, rateLimit: config.rateLimit, trustProxyHops: config.trustProxyHops },
   });
+  return { app, hasher, metrics };
+}
+
+export async function startServer(config: Config, logger: Logger): Promise<RunningServer> {
+  const lifecycle = new Lifecycle();
+  const database = await openDatabase(config.database);
+  const shouldMigrate =
+    config.database.migrate === 'always' || (config.database.migrate === 'auto' && database.embedded);
+  if (shouldMigrate) {
+    const t0 = performance.now();
+    await migrateDatabase(database);
+    logger.info({ durationMs: Math.round(performance.now() - t0) }, 'database migrations applied');
+  }
+
+  const { app } = assembleApp({ config, database, logger, lifecycle, defaultMetrics: true });
 
   const server = await new Promise<Server>((resolve, reject) => {
     const s = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, () => resolve(s as Server)) as Server;

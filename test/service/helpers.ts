@@ -6,16 +6,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { buildApp, type AppOptions } from '../../service/src/app.js';
 import { loadConfig, type Config } from '../../service/src/config.js';
-import { migrateDatabase, openDatabase, pingDatabase, type DatabaseHandle } from '../../service/src/db/client.js';
-import { Metrics } from '../../service/src/http/metrics.js';
+import { migrateDatabase, openDatabase, type DatabaseHandle } from '../../service/src/db/client.js';
 import { Lifecycle } from '../../service/src/lifecycle.js';
 import { createLogger } from '../../service/src/logger.js';
-import { startServer, type RunningServer } from '../../service/src/server.js';
-import { PasswordHasher } from '../../service/src/users/hasher.js';
-import { UserService } from '../../service/src/users/service.js';
-import { UserStore } from '../../service/src/users/store.js';
+import { assembleApp, startServer, type RunningServer } from '../../service/src/server.js';
 
 export function tempDir(prefix = 'kreg-test-'): { path: string; remove(): void } {
   const path = mkdtempSync(join(tmpdir(), prefix));
@@ -49,43 +44,28 @@ export function testConfig(dir: string, env: Record<string, string> = {}): Confi
   });
 }
 
-export interface TestApp {
-  app: ReturnType<typeof buildApp>;
+export interface TestApp extends ReturnType<typeof assembleApp> {
   database: DatabaseHandle;
-  hasher: PasswordHasher;
   lifecycle: Lifecycle;
-  metrics: Metrics;
   logs: LogCapture;
   dir: string;
   close(): void;
 }
 
-export async function createTestApp(
-  env: Record<string, string> = {},
-  options: Partial<AppOptions> = {},
-): Promise<TestApp> {
+export async function createTestApp(env: Record<string, string> = {}): Promise<TestApp> {
   const dir = tempDir();
   const config = testConfig(dir.path, env);
   const logs = new LogCapture();
   const logger = createLogger(config.logLevel, logs);
   const database = await openDatabase(config.database);
   await migrateDatabase(database);
-  const hasher = new PasswordHasher(config.hash);
-  const metrics = new Metrics({ hasher });
   const lifecycle = new Lifecycle();
   lifecycle.markReady();
-  const app = buildApp({
-    users: new UserService(new UserStore(database.db), hasher),
-    metrics,
+  const { app, hasher, metrics } = assembleApp({
+    config,
+    database,
     logger,
     lifecycle,
-    checkDatabase: () => pingDatabase(database),
-    options: {
-      bodyLimitBytes: config.bodyLimitBytes,
-      rateLimit: config.rateLimit,
-      trustProxyHops: config.trustProxyHops,
-      ...options,
-    },
   });
   return {
     app,
