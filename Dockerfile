@@ -36,16 +36,10 @@ COPY package.json tsconfig.json ./
 COPY service ./service
 RUN npm run build && mkdir -p /rootfs-data
 
-# --- production dependencies only (package.json "dependencies") --------------------------------
-FROM ${BASE_IMAGE} AS prod-deps
-WORKDIR /app
-ENV npm_config_update_notifier=false npm_config_fund=false npm_config_audit=false
-COPY --from=manifest /app/deps.json ./package.json
-COPY package-lock.json .npmr[c] ./
-ARG NPM_EXTRA_CA
-RUN if [ -n "$NPM_EXTRA_CA" ]; then printf '%s\n' "$NPM_EXTRA_CA" >/tmp/extra-ca.pem; export NODE_EXTRA_CA_CERTS=/tmp/extra-ca.pem; fi \
- && npm ci --omit=dev --no-audit --no-fund \
- && rm -rf /tmp/extra-ca.pem /root/.npm
+# --- production dependencies only (package.json "dependencies"), pruned from the full install ---
+# Pruning reuses what the deps stage downloaded instead of fetching the production packages again.
+FROM deps AS prod-deps
+RUN npm prune --omit=dev --no-audit --no-fund
 
 # --- runtime: node + build/ + production node_modules, as a numeric non-root user --------------
 FROM ${BASE_IMAGE} AS runtime
