@@ -2,46 +2,36 @@
  * What the end-to-end tests need from a real cluster, done the way a user does it: the `kubectl`
  * binary and a kubeconfig (the local test cluster's by default, any cluster via KUBECONFIG/KUBECTL).
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { parseAllDocuments } from 'yaml';
 
-const run = promisify(execFile);
 export const ROOT = new URL('../../', import.meta.url).pathname;
 
 export const KUBECONFIG = process.env.KUBECONFIG ?? join(ROOT, '.cluster/kubeconfig');
 export const KUBECTL =
   process.env.KUBECTL ?? (existsSync(join(ROOT, '.cluster/bin/kubectl')) ? join(ROOT, '.cluster/bin/kubectl') : 'kubectl');
 
-export async function kubectl(args: string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<string> {
-  if (opts.input !== undefined) {
-    return new Promise((resolve, reject) => {
-      const child = spawn(KUBECTL, ['--kubeconfig', KUBECONFIG, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
-      let out = '';
-      let err = '';
-      child.stdout.on('data', (d: Buffer) => (out += d));
-      child.stderr.on('data', (d: Buffer) => (err += d));
-      const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 120_000);
-      child.on('close', (code) => {
-        clearTimeout(timer);
-        if (code === 0) resolve(out);
-        else reject(new Error(`kubectl ${args.join(' ')} exited ${code}: ${err.trim()}`));
-      });
-      child.stdin.end(opts.input);
+export function kubectl(args: string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(KUBECTL, ['--kubeconfig', KUBECONFIG, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => (out += d));
+    child.stderr.on('data', (d: Buffer) => (err += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 120_000);
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      reject(new Error(`kubectl ${args.join(' ')} could not start: ${e.message}`));
     });
-  }
-  try {
-    const { stdout } = await run(KUBECTL, ['--kubeconfig', KUBECONFIG, ...args], {
-      timeout: opts.timeoutMs ?? 120_000,
-      maxBuffer: 64 * 1024 * 1024,
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      if (code === 0) resolve(out);
+      else reject(new Error(`kubectl ${args.join(' ')} failed (${signal ?? `exit ${code}`}): ${err.trim()}`));
     });
-    return stdout;
-  } catch (err) {
-    const e = err as { stderr?: string; message: string };
-    throw new Error(`kubectl ${args.join(' ')} failed: ${(e.stderr ?? e.message).trim()}`);
-  }
+    child.stdin.end(opts.input ?? '');
+  });
 }
 
 export async function kubectlJson<T = any>(args: string[]): Promise<T> {
