@@ -218,6 +218,13 @@ export function buildApp(deps: AppDeps): OpenAPIHono<Env> {
   });
   app.use('*', metrics.middleware());
   app.use('*', secureHeaders());
+  // While draining, every response asks the client to drop its keep-alive connection. The next
+  // request then opens a new connection, which the Service routes to a pod that is still ready,
+  // instead of riding a socket this process is about to close (a reset the client would see).
+  app.use('*', async (c, next) => {
+    await next();
+    if (lifecycle.phase === 'draining') c.header('Connection', 'close');
+  });
 
   const tooLarge = (c: Context<Env>) =>
     problem(c, {

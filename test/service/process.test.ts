@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
+import { Agent as HttpAgent, request as httpRequest } from 'node:http';
 import { createInterface } from 'node:readline';
 import { test } from 'node:test';
 import { createClient } from '@libsql/client';
@@ -112,6 +113,19 @@ test('SIGTERM: readiness drops, in-flight registrations complete, new connection
     await new Promise((r) => setTimeout(r, 100));
     const readiness = await fetch(`${url}/readyz`);
     assert.equal(readiness.status, 503, 'readiness fails while draining');
+    // A keep-alive client is told to reconnect (elsewhere) instead of reusing a socket about to close.
+    const duringDrain = await new Promise<{ status?: number; connection?: string; socketClosed: boolean }>((resolve, reject) => {
+      const req = httpRequest(`${url}/livez`, { agent: new HttpAgent({ keepAlive: true }) }, (res) => {
+        res.resume();
+        res.on('end', () => {
+          const socket = res.socket;
+          setTimeout(() => resolve({ status: res.statusCode, connection: res.headers.connection, socketClosed: socket.destroyed }), 50);
+        });
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    assert.deepEqual(duringDrain, { status: 200, connection: 'close', socketClosed: true });
 
     const statuses = await Promise.all(inFlight);
     assert.deepEqual(statuses, Array(24).fill(201), 'every in-flight registration completed');
