@@ -3,19 +3,21 @@
  *
  * Two database modes (see DESIGN.md "The embedded database is single-writer"):
  *
- * - `embedded` (default): the libsql file lives on a PersistentVolumeClaim and exactly one pod
- *   writes it. The workload is a **StatefulSet with one replica**, not a Recreate Deployment:
- *   a StatefulSet guarantees at most one pod per identity at any time — it creates the
- *   replacement of `registration-0` only after the old pod is gone, whether the pod was rolled,
- *   deleted, evicted or lost with its node. A Recreate Deployment gives that guarantee only during
- *   a rollout; a deleted or evicted pod is replaced at once while the old one is still terminating,
- *   and both can mount a ReadWriteOnce volume when they share a node. The data volume comes from a
- *   `volumeClaimTemplate`, so the claim is not one of the manifest's objects: switching modes or
- *   pruning the manifest never deletes the data. Cost: a StatefulSet whose new revision never becomes
- *   ready does not roll back by itself — re-apply a good revision and delete the stuck pod
- *   (kubernetes/kubernetes#67250); kreg's deploy fails fast on exactly that.
- *   The service migrates at start (`DATABASE_MIGRATE=always`), the one place migrations run here.
- *
+ * - `embedded` (default): the libsql file lives on a PersistentVolumeClaim. The workload is a
+ *   **Deployment with one replica that rolls with a surge** (maxSurge 1, maxUnavailable 0): the new
+ *   pod starts, migrates and turns ready next to the old one, and only then is the old one drained,
+ *   so a rollout drops no request (e2e test 4 counts them). For a moment two processes open the same
+ *   file; SQLite's WAL locking makes that safe as long as both run under one kernel, so a required
+ *   pod affinity puts the surge pod on the node of the running one (a ReadWriteOnce volume may be
+ *   mounted by several pods of one node; the first pod matches its own affinity term, so it schedules
+ *   anywhere). The claim is a standalone object marked `kreg.dev/prune: never`: kreg never prunes or
+ *   destroys it, so switching modes or dropping the chart keeps the data. A new revision that never
+ *   turns ready leaves the old pod serving (maxUnavailable 0) and fails the rollout at the progress
+ *   deadline; kreg's deploy reports it within seconds. The service migrates at start
+ *   (`DATABASE_MIGRATE=always`), the one place migrations run in this mode, so — as in remote mode —
+ *   a migration must keep the previous release working while its pod drains.
+ *   Why not a one-replica StatefulSet (this chart's first design): it replaces a pod only after the
+ *   old one is gone, so every rollout had a gap; the e2e test measured 2 of 600 requests failing.
  * - `remote`: a libsql server (sqld, Turso) via `DATABASE_URL` and a token from a Secret. The pods
  *   are stateless: a Deployment without a fixed replica count (the HorizontalPodAutoscaler owns it),
  *   a PodDisruptionBudget and topology spread. Migrations run once per release in a Job named after
@@ -37,6 +39,7 @@ import { ApiObject, Chart, Duration, JsonPatch, Size, type ChartProps } from 'cd
 import * as kplus from 'cdk8s-plus-27';
 import { k8s } from 'cdk8s-plus-27';
 import type { Construct } from 'constructs';
+import { PRUNE_ANNOTATION, PRUNE_NEVER } from '../infra/engine/annotations.js';
 import { DEFAULT_PORT, ENTRY_POINTS, ENV, HEALTH_PATHS } from '../service/src/contract.js';
 import {
   CONFIG_HASH_ANNOTATION,
@@ -61,6 +64,7 @@ export const NAMES = {
   autoscaler: 'registration',
   migrationJobPrefix: 'registration-migrate-',
   dataVolume: 'data',
+  dataClaim: 'registration-data',
 } as const;
 
 /** Name of the container port; the Service and the NetworkPolicy target it by name. */
@@ -147,7 +151,8 @@ export class RegistrationChart extends Chart {
   readonly configMap: kplus.ConfigMap;
   readonly configHash: string;
   readonly service: kplus.Service;
-  readonly workload: kplus.Deployment | kplus.StatefulSet;
+  readonly workload: kplus.Deployment;
+  readonly dataClaim?: kplus.PersistentVolumeClaim;
   readonly migrationJob?: kplus.Job;
   readonly autoscaler?: kplus.HorizontalPodAutoscaler;
   readonly appLabels: AppLabels;
@@ -234,27 +239,20 @@ export class RegistrationChart extends Chart {
       terminationGracePeriod: Duration.seconds(drainSeconds + graceSeconds + 5),
     };
 
-    let workload: kplus.Deployment | kplus.StatefulSet;
-    if (database.mode === 'embedded') {
-      workload = new kplus.StatefulSet(this, 'workload', {
-        ...workloadProps,
-        // The ClusterIP Service doubles as the governing service: one replica needs no per-pod DNS.
-        service: this.service,
-        replicas: 1,
-        podManagementPolicy: kplus.PodManagementPolicy.ORDERED_READY,
-        strategy: kplus.StatefulSetUpdateStrategy.rollingUpdate(),
-      });
-    } else {
-      workload = new kplus.Deployment(this, 'workload', {
-        ...workloadProps,
-        ...(props.replicas !== undefined && !props.autoscaling ? { replicas: props.replicas } : {}),
-        strategy: kplus.DeploymentStrategy.rollingUpdate({
-          maxSurge: kplus.PercentOrAbsolute.absolute(1),
-          maxUnavailable: kplus.PercentOrAbsolute.absolute(0),
-        }),
-        progressDeadline: Duration.minutes(5),
-      });
-    }
+    // Both modes roll with a surge: the new pod is ready before the old one drains (see the header).
+    const workload = new kplus.Deployment(this, 'workload', {
+      ...workloadProps,
+      ...(database.mode === 'embedded'
+        ? { replicas: 1 }
+        : props.replicas !== undefined && !props.autoscaling
+          ? { replicas: props.replicas }
+          : {}),
+      strategy: kplus.DeploymentStrategy.rollingUpdate({
+        maxSurge: kplus.PercentOrAbsolute.absolute(1),
+        maxUnavailable: kplus.PercentOrAbsolute.absolute(0),
+      }),
+      progressDeadline: Duration.minutes(5),
+    });
     this.workload = workload;
     workload.select(kplus.LabelSelector.of({ labels: podSelector }));
     // Select by the standard labels only. kplus' own select() also adds its construct-path label
@@ -299,25 +297,25 @@ export class RegistrationChart extends Chart {
     workloadApi.addJsonPatch(JsonPatch.add('/spec/revisionHistoryLimit', 5));
 
     if (database.mode === 'embedded') {
-      // cdk8s-plus-27 has no volumeClaimTemplates (cdk8s-team/cdk8s#2183): patch them in, with a
-      // typed Quantity (a raw '1Gi' string would be dropped by the mapper, notes §2.4).
+      this.dataClaim = new kplus.PersistentVolumeClaim(this, 'data', {
+        metadata: {
+          ...meta(NAMES.dataClaim),
+          annotations: { [PRUNE_ANNOTATION]: PRUNE_NEVER },
+        },
+        accessModes: [kplus.PersistentVolumeAccessMode.READ_WRITE_ONCE],
+        storage: Size.gibibytes(database.storageGiB ?? 1),
+        ...(database.storageClassName ? { storageClassName: database.storageClassName } : {}),
+      });
+      container.mount(DATA_MOUNT, kplus.Volume.fromPersistentVolumeClaim(this, 'data-volume', this.dataClaim, { name: NAMES.dataVolume }));
+      // The surge pod shares the node (and so the kernel, and SQLite's locks) of the running pod.
       workloadApi.addJsonPatch(
-        JsonPatch.add('/spec/volumeClaimTemplates', [
-          {
-            metadata: { name: NAMES.dataVolume, labels },
-            spec: {
-              accessModes: ['ReadWriteOnce'],
-              ...(database.storageClassName ? { storageClassName: database.storageClassName } : {}),
-              resources: { requests: { storage: k8s.Quantity.fromString(`${database.storageGiB ?? 1}Gi`) } },
-            },
+        JsonPatch.add('/spec/template/spec/affinity', {
+          podAffinity: {
+            requiredDuringSchedulingIgnoredDuringExecution: [
+              { labelSelector: { matchLabels: podSelector }, topologyKey: 'kubernetes.io/hostname' },
+            ],
           },
-        ]),
-        JsonPatch.add('/spec/template/spec/containers/0/volumeMounts/-', {
-          name: NAMES.dataVolume,
-          mountPath: DATA_MOUNT,
         }),
-        // Keep the data when the StatefulSet is deleted or scaled (the API default, said explicitly).
-        JsonPatch.add('/spec/persistentVolumeClaimRetentionPolicy', { whenDeleted: 'Retain', whenScaled: 'Retain' }),
       );
     } else {
       // Spread replicas over nodes (and zones where there are any); soft, so a one-node cluster still schedules.
@@ -456,7 +454,7 @@ function validate(props: RegistrationChartProps, database: DatabaseMode): void {
   if (database.mode === 'embedded') {
     if (props.replicas !== undefined && props.replicas !== 1) {
       throw new Error(
-        `${where}: the embedded database (a libsql file on a ReadWriteOnce volume) allows exactly one writer, ` +
+        `${where}: the embedded database (a libsql file on a ReadWriteOnce volume) runs one replica, ` +
           `so replicas must be 1 (got ${props.replicas}). To run more replicas use database: { mode: 'remote', url } ` +
           `with a libsql server (sqld or Turso).`,
       );

@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import { App, Testing } from 'cdk8s';
 import { DEFAULT_PORT, ENTRY_POINTS, ENV, HEALTH_PATHS } from '../../service/src/contract.js';
 import { CONFIG_HASH_ANNOTATION } from '../../charts/common.js';
+import { PRUNE_ANNOTATION, PRUNE_NEVER } from '../../infra/engine/annotations.js';
 import {
   BASELINE_MEMORY_MIB,
   HASH_MEMORY_MIB,
@@ -40,16 +41,35 @@ function mib(quantity: string): number {
 }
 
 describe('environments', () => {
-  it('dev: namespace + embedded StatefulSet with one replica and a volume claim template', () => {
+  it('dev: namespace + embedded one-replica Deployment that surges onto its own node, and a kept claim', () => {
     const objects = synthEnv({ env: 'dev' });
-    assert.deepEqual(kinds(objects), ['ConfigMap', 'Namespace', 'NetworkPolicy', 'Service', 'ServiceAccount', 'StatefulSet']);
+    assert.deepEqual(kinds(objects), [
+      'ConfigMap',
+      'Deployment',
+      'Namespace',
+      'NetworkPolicy',
+      'PersistentVolumeClaim',
+      'Service',
+      'ServiceAccount',
+    ]);
     assert.equal(objects[0]!.kind, 'Namespace', 'the namespace comes first');
     const ns = find(objects, 'Namespace').metadata.name;
     assert.equal(ns, 'kreg-dev');
     for (const o of objects.filter((x) => x.kind !== 'Namespace')) assert.equal(o.metadata.namespace, ns, `${o.kind} namespace`);
-    const sts = find(objects, 'StatefulSet', NAMES.workload);
-    assert.equal(sts.spec.replicas, 1);
-    assert.equal(sts.spec.volumeClaimTemplates[0].spec.resources.requests.storage, '1Gi');
+    const dep = find(objects, 'Deployment', NAMES.workload);
+    assert.equal(dep.spec.replicas, 1);
+    assert.deepEqual(dep.spec.strategy, { type: 'RollingUpdate', rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } });
+    assert.deepEqual(podSpec(dep).affinity.podAffinity.requiredDuringSchedulingIgnoredDuringExecution, [
+      { labelSelector: { matchLabels: dep.spec.selector.matchLabels }, topologyKey: 'kubernetes.io/hostname' },
+    ]);
+    const claim = find(objects, 'PersistentVolumeClaim', NAMES.dataClaim);
+    assert.equal(claim.spec.resources.requests.storage, '1Gi');
+    assert.deepEqual(claim.spec.accessModes, ['ReadWriteOnce']);
+    assert.equal(claim.metadata.annotations![PRUNE_ANNOTATION], PRUNE_NEVER, 'the data outlives prune and destroy');
+    assert.deepEqual(
+      podSpec(dep).volumes.find((v: any) => v.name === NAMES.dataVolume),
+      { name: NAMES.dataVolume, persistentVolumeClaim: { claimName: NAMES.dataClaim, readOnly: false } },
+    );
     assert.equal(mainContainer(objects).image, 'kreg/registration:dev');
   });
 
@@ -134,10 +154,11 @@ describe('RegistrationChart', () => {
     const names = synthChart().map((o) => `${o.kind}/${o.metadata.name}`).sort();
     assert.deepEqual(names, [
       'ConfigMap/registration-config',
+      'Deployment/registration',
       'NetworkPolicy/registration-ingress',
+      'PersistentVolumeClaim/registration-data',
       'Service/registration',
       'ServiceAccount/registration',
-      'StatefulSet/registration',
     ]);
   });
 
@@ -200,7 +221,7 @@ describe('RegistrationChart', () => {
         }
       }
     }
-    const sts = find(synthChart(), 'StatefulSet');
+    const sts = find(synthChart(), 'Deployment');
     assert.equal(podSpec(sts).securityContext.fsGroup, RUN_AS_USER, 'fresh volumes writable by the user');
     assert.deepEqual(
       podSpec(sts).containers[0].volumeMounts.find((m: any) => m.name === NAMES.dataVolume),
@@ -211,7 +232,7 @@ describe('RegistrationChart', () => {
 
   it('grace period outlasts the service drain + grace; no preStop hook (no shell in the image)', () => {
     const objects = synthChart({ drainSeconds: 7, graceSeconds: 20 });
-    const spec = podSpec(find(objects, 'StatefulSet'));
+    const spec = podSpec(find(objects, 'Deployment'));
     assert.ok(spec.terminationGracePeriodSeconds > 7 + 20);
     assert.equal(spec.containers[0].lifecycle, undefined);
     const cm = find(objects, 'ConfigMap');
@@ -222,7 +243,7 @@ describe('RegistrationChart', () => {
 
   it('config goes through a ConfigMap whose hash is on the pod template, so a change rolls the pods', () => {
     const hashOf = (objects: K8sObject[]) =>
-      find(objects, 'StatefulSet').spec.template.metadata.annotations[CONFIG_HASH_ANNOTATION] as string;
+      find(objects, 'Deployment').spec.template.metadata.annotations[CONFIG_HASH_ANNOTATION] as string;
     const a = synthChart({ settings: { LOG_LEVEL: 'info' } });
     const b = synthChart({ settings: { LOG_LEVEL: 'debug' } });
     assert.match(hashOf(a), /^[0-9a-f]{16}$/);
@@ -252,14 +273,14 @@ describe('RegistrationChart', () => {
   });
 
   it('embedded mode refuses more than one replica (and autoscaling) with a clear message', () => {
-    assert.throws(() => synthChart({ replicas: 2 }), /embedded database .* allows exactly one writer, so replicas must be 1 \(got 2\)/);
+    assert.throws(() => synthChart({ replicas: 2 }), /embedded database .* runs one replica, so replicas must be 1 \(got 2\)/);
     assert.throws(() => synthChart({ autoscaling: { minReplicas: 1, maxReplicas: 2 } }), /autoscaling needs database mode 'remote'/);
-    assert.equal(find(synthChart({ replicas: 1 }), 'StatefulSet').spec.replicas, 1);
+    assert.equal(find(synthChart({ replicas: 1 }), 'Deployment').spec.replicas, 1);
   });
 
   it('remote mode: stateless Deployment, PDB, HPA without fixed replicas, spread, and a per-release migration Job', () => {
     const objects = synthChart({ database: remoteDb, autoscaling: { minReplicas: 3, maxReplicas: 9 } });
-    assert.equal(objects.some((o) => o.kind === 'StatefulSet'), false);
+    assert.equal(objects.some((o) => o.kind === 'PersistentVolumeClaim'), false);
     const dep = find(objects, 'Deployment');
     assert.equal(dep.spec.replicas, undefined);
     assert.equal(dep.spec.template.spec.volumes.some((v: any) => v.persistentVolumeClaim), false, 'stateless');

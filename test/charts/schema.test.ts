@@ -22,7 +22,7 @@ describe('OpenAPI schema validation', () => {
   }
 
   it('rejects an invalid object (the validator is live)', () => {
-    const sts = structuredClone(find(synthEnv({ env: 'dev' }), 'StatefulSet'));
+    const sts = structuredClone(find(synthEnv({ env: 'dev' }), 'Deployment'));
     sts.spec.replicas = 'one';
     assert.throws(() => validateObject(sts), /replicas must be integer/);
   });
@@ -33,9 +33,9 @@ describe('OpenAPI schema validation', () => {
     assert.equal(podSpec(dep).topologySpreadConstraints[0].matchLabelKeys[0], 'pod-template-hash');
     assert.equal(dep.spec.revisionHistoryLimit, 5);
     assert.equal(podSpec(dep).enableServiceLinks, false);
-    const dev = find(synthEnv({ env: 'dev' }), 'StatefulSet');
-    assert.equal(dev.spec.volumeClaimTemplates[0].spec.resources.requests.storage, '1Gi');
-    assert.deepEqual(dev.spec.persistentVolumeClaimRetentionPolicy, { whenDeleted: 'Retain', whenScaled: 'Retain' });
+    const dev = synthEnv({ env: 'dev' });
+    assert.equal(find(dev, 'PersistentVolumeClaim').spec.resources.requests.storage, '1Gi');
+    assert.equal(podSpec(find(dev, 'Deployment')).affinity.podAffinity.requiredDuringSchedulingIgnoredDuringExecution.length, 1);
     assert.equal(find(prod, 'PodDisruptionBudget').spec.unhealthyPodEvictionPolicy, 'AlwaysAllow');
   });
 });
