@@ -1,0 +1,347 @@
+/**
+ * `kreg`: synth → diff → deploy → wait → verify for the registration service, from one process.
+ * The app is built in-process (no `cdk8s synth` subprocess); everything cluster-side goes through
+ * the generic engine in `infra/engine/`.
+ */
+import { parseArgs } from 'node:util';
+import { pathToFileURL } from 'node:url';
+import { buildApp, ENVIRONMENTS, synthToDisk, type BuildAppOptions } from './main.js';
+import { KubeClient, KubeConnectionError } from './engine/client.js';
+import { deploy, EXIT, EngineError, toEngineError, type DeployReport, type Target } from './engine/deploy.js';
+import { diff, renderDiff } from './engine/diff.js';
+import { destroy, rollback, status } from './engine/lifecycle.js';
+import { LineReporter, SilentReporter, type Reporter } from './engine/report.js';
+import type { KubeObject } from './engine/types.js';
+import { describeRef } from './engine/types.js';
+import { verifyRegistration } from './verify.js';
+
+const COMMANDS = ['synth', 'diff', 'deploy', 'status', 'rollback', 'destroy', 'verify'] as const;
+type Command = (typeof COMMANDS)[number];
+
+const EXIT_CODES = `Exit codes:
+  0  success (diff: no changes)
+  1  diff: there are changes
+  2  usage or configuration error (bad flag, unknown environment, no kubeconfig/context)
+  3  invalid objects: the server-side dry run rejected something; nothing was applied
+  4  conflict: fields owned by another field manager (--force-conflicts takes them over)
+  5  an object failed: apply error, ImagePullBackOff, CrashLoopBackOff, failed Job, ...
+  6  timeout: objects not ready within --timeout
+  7  verify failed
+  8  the Kubernetes API is unreachable or refused the credentials`;
+
+const COMMON = `Common options:
+  -e, --env <name>        environment: ${Object.keys(ENVIRONMENTS).join(', ')} (default: $KREG_ENV or dev)
+      --kubeconfig <path> kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then in-cluster)
+      --context <name>    kubeconfig context (default: the current context)
+  -o, --output <format>   text (default; live lines, coloured on a TTY) or json (one report on stdout)
+  -h, --help              this help`;
+
+const HELP: Record<Command | 'main', string> = {
+  main: `kreg — ship the registration service: synth → diff → deploy → wait → verify
+
+Usage: kreg <command> [options]
+
+Commands:
+  synth      write the manifests to dist/ (same output as npm run synth)
+  diff       show what a deploy would change (server-side dry run vs live), and what it would prune
+  deploy     validate, apply (server-side, field manager kreg), wait for readiness, prune, record a revision
+  status     readiness of every object kreg deployed, with reasons, and the revision history
+  rollback   re-apply a recorded revision (with prune and wait)
+  destroy    delete what kreg deployed (workloads first); data marked kreg.dev/prune=never stays
+  verify     through an API port-forward: /readyz, register a throwaway user, log in
+
+Run kreg <command> --help for its options.
+
+${COMMON}
+
+${EXIT_CODES}`,
+  synth: `Usage: kreg synth [--env <name>] [--image <ref>] [--outdir <dir>]
+
+Writes one YAML file per chart to dist/ (or --outdir), numbered in apply order, and prints their paths.
+
+${COMMON}`,
+  diff: `Usage: kreg diff [--env <name>] [--image <ref>] [--no-prune]
+
+For each object, a YAML diff of the live object against the server's dry-run result of applying
+the desired one (status and server bookkeeping left out), then the objects a deploy would prune.
+Exit 0 = no changes, 1 = changes, >1 = error (like kubectl diff).
+
+${COMMON}
+
+${EXIT_CODES}`,
+  deploy: `Usage: kreg deploy [--env <name>] [--image <ref>] [--timeout <5m>] [--no-wait] [--no-prune] [--force-conflicts]
+
+  --image <ref>        deploy this image instead of the environment's (CI deploys the tag it built)
+  --timeout <d>        overall deadline: 300, 90s, 5m (default 5m)
+  --no-wait            apply and return; do not wait for readiness
+  --no-prune           keep objects kreg deployed before that are no longer desired
+  --force-conflicts    take over fields another field manager owns
+
+Builds the app in-process, dry-runs every object on the server (nothing changes if one is
+rejected), applies changed objects in dependency order (Namespaces, CRDs, RBAC/ServiceAccounts,
+ConfigMaps/Secrets, PVCs, Services, Jobs waited to complete, workloads), waits for readiness and
+stops at the first failure (image pull, crash loop, unschedulable, failed Job) with its events and
+logs, prunes, and records the revision. An unchanged redeploy applies nothing.
+
+${COMMON}
+
+${EXIT_CODES}`,
+  status: `Usage: kreg status [--env <name>]
+
+Readiness of every object in the ApplySet with its reason, and the recorded revisions.
+Exit 0 when all are ready, 5 when one is not, 2 when nothing is deployed.
+
+${COMMON}`,
+  rollback: `Usage: kreg rollback [--env <name>] [--to <N>] [--timeout <5m>] [--no-wait] [--force-conflicts]
+
+Re-applies revision N (default: the last successful one before the current), with prune and wait;
+the result is recorded as a new revision.
+
+${COMMON}
+
+${EXIT_CODES}`,
+  destroy: `Usage: kreg destroy [--env <name>] [--include-kept] [--timeout <5m>] [--no-wait]
+
+Deletes every object of the ApplySet in reverse dependency order (workloads before what they use),
+then its revision history. Objects annotated kreg.dev/prune=never (the embedded database's volume)
+and namespaces holding them stay unless --include-kept is given.
+
+${COMMON}`,
+  verify: `Usage: kreg verify [--env <name>] [--timeout <60s>]
+
+Port-forwards to the Service through the Kubernetes API (no kubectl needed; a connection whose pod
+goes away is re-routed to a ready one), checks /readyz, registers a throwaway user, checks that a
+duplicate is refused, logs in, and checks that a wrong password is refused.
+
+${COMMON}
+
+${EXIT_CODES}`,
+};
+
+interface Cli {
+  command: Command;
+  env: string;
+  image?: string;
+  outdir?: string;
+  kubeconfig?: string;
+  context?: string;
+  json: boolean;
+  timeoutMs: number;
+  wait: boolean;
+  prune: boolean;
+  forceConflicts: boolean;
+  includeKept: boolean;
+  to?: number;
+}
+
+class UsageError extends Error {}
+
+export function parseDuration(text: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
+  if (!m) throw new UsageError(`--timeout: "${text}" is not a duration (examples: 300, 90s, 5m)`);
+  const n = Number(m[1]);
+  const unit = m[2] ?? 's';
+  return Math.round(n * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[unit]!);
+}
+
+export function parseCli(argv: string[], environ: NodeJS.ProcessEnv = process.env): Cli | { help: string } {
+  const [first, ...rest] = argv;
+  if (!first || first === '-h' || first === '--help' || first === 'help') return { help: HELP.main };
+  if (!COMMANDS.includes(first as Command)) throw new UsageError(`unknown command "${first}"; expected one of: ${COMMANDS.join(', ')} (kreg --help)`);
+  const command = first as Command;
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args: rest,
+      strict: true,
+      options: {
+        env: { type: 'string', short: 'e' },
+        image: { type: 'string' },
+        outdir: { type: 'string' },
+        kubeconfig: { type: 'string' },
+        context: { type: 'string' },
+        output: { type: 'string', short: 'o' },
+        timeout: { type: 'string' },
+        'no-wait': { type: 'boolean' },
+        'no-prune': { type: 'boolean' },
+        'force-conflicts': { type: 'boolean' },
+        'include-kept': { type: 'boolean' },
+        to: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }));
+  } catch (err) {
+    throw new UsageError(`${(err as Error).message} (kreg ${command} --help)`);
+  }
+  if (values.help) return { help: HELP[command] };
+  const env = (values.env as string | undefined) ?? environ.KREG_ENV ?? 'dev';
+  if (!(env in ENVIRONMENTS)) throw new UsageError(`unknown environment "${env}"; expected one of: ${Object.keys(ENVIRONMENTS).join(', ')}`);
+  const output = (values.output as string | undefined) ?? 'text';
+  if (output !== 'text' && output !== 'json') throw new UsageError(`--output must be text or json (got "${output}")`);
+  let to: number | undefined;
+  if (values.to !== undefined) {
+    to = Number(values.to);
+    if (!Number.isInteger(to) || to < 1) throw new UsageError(`--to must be a revision number (got "${values.to}")`);
+  }
+  const image = (values.image as string | undefined) ?? environ.KREG_IMAGE;
+  return {
+    command,
+    env,
+    ...(image ? { image } : {}),
+    ...(values.outdir ? { outdir: values.outdir as string } : {}),
+    ...(values.kubeconfig ? { kubeconfig: values.kubeconfig as string } : {}),
+    ...(values.context ? { context: values.context as string } : {}),
+    json: output === 'json',
+    timeoutMs: values.timeout ? parseDuration(values.timeout as string) : command === 'verify' ? 60_000 : 300_000,
+    wait: !values['no-wait'],
+    prune: !values['no-prune'],
+    forceConflicts: Boolean(values['force-conflicts']),
+    includeKept: Boolean(values['include-kept']),
+    ...(to !== undefined ? { to } : {}),
+  };
+}
+
+/** The registration app's objects for an environment, built in-process. */
+export function desiredObjects(options: BuildAppOptions): KubeObject[] {
+  return buildApp(options).charts.flatMap((c) => c.toJson() as KubeObject[]);
+}
+
+/** Where kreg records what it owns for an environment: Secret `kreg-<env>` in the env's namespace. */
+export function targetFor(env: string): Target {
+  const namespace = ENVIRONMENTS[env as keyof typeof ENVIRONMENTS].namespace;
+  return { set: { name: `kreg-${env}`, namespace } };
+}
+
+export interface Io {
+  stdout: NodeJS.WritableStream & { isTTY?: boolean };
+  stderr: NodeJS.WritableStream & { isTTY?: boolean };
+}
+
+export async function run(argv: string[], io: Io = { stdout: process.stdout, stderr: process.stderr }, environ = process.env): Promise<number> {
+  let cli: Cli;
+  try {
+    const parsed = parseCli(argv, environ);
+    if ('help' in parsed) {
+      io.stdout.write(`${parsed.help}\n`);
+      return EXIT.ok;
+    }
+    cli = parsed;
+  } catch (err) {
+    io.stderr.write(`kreg: ${(err as Error).message}\n`);
+    return EXIT.usage;
+  }
+
+  if (cli.command === 'synth') {
+    try {
+      const { files } = synthToDisk({ env: cli.env, ...(cli.image ? { image: cli.image } : {}), ...(cli.outdir ? { outdir: cli.outdir } : {}) });
+      for (const f of files) io.stdout.write(`${f}\n`);
+      return EXIT.ok;
+    } catch (err) {
+      io.stderr.write(`kreg synth: ${(err as Error).message}\n`);
+      return EXIT.invalid;
+    }
+  }
+
+  // Live lines go to stderr with --output json, so stdout holds nothing but the report.
+  const live = cli.json ? io.stderr : io.stdout;
+  const reporter: Reporter = cli.json ? new SilentReporter() : new LineReporter(live, Boolean(live.isTTY) && !environ.NO_COLOR);
+  let client: KubeClient;
+  try {
+    client = await KubeClient.create({ ...(cli.kubeconfig ? { kubeconfig: cli.kubeconfig } : {}), ...(cli.context ? { context: cli.context } : {}) });
+  } catch (err) {
+    io.stderr.write(`kreg ${cli.command}: cannot load the kubeconfig: ${(err as Error).message}\n`);
+    return EXIT.usage;
+  }
+  const emit = (value: unknown) => io.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+  const target = targetFor(cli.env);
+  try {
+    switch (cli.command) {
+      case 'diff': {
+        const objects = desiredObjects({ env: cli.env, ...(cli.image ? { image: cli.image } : {}) });
+        const report = await diff(client, objects, target, { prune: cli.prune });
+        if (cli.json) emit(report);
+        else if (report.error) {
+          io.stderr.write(`kreg diff: ${report.error}\n`);
+          for (const d of report.details ?? []) io.stderr.write(`  ${d}\n`);
+        } else io.stdout.write(renderDiff(report, Boolean(io.stdout.isTTY) && !environ.NO_COLOR));
+        return report.exitCode;
+      }
+      case 'deploy':
+      case 'rollback': {
+        const t0 = performance.now();
+        const objects = cli.command === 'deploy' ? desiredObjects({ env: cli.env, ...(cli.image ? { image: cli.image } : {}) }) : [];
+        const synthMs = Math.round(performance.now() - t0);
+        if (cli.command === 'deploy') reporter.step(`synth: ${objects.length} objects for ${cli.env} in-process (${synthMs} ms) → context ${client.contextName} (${client.server})`);
+        const options = {
+          timeoutMs: cli.timeoutMs,
+          wait: cli.wait,
+          prune: cli.prune,
+          forceConflicts: cli.forceConflicts,
+          description: `${cli.command} ${cli.env}${cli.image ? ` (image ${cli.image})` : ''}`,
+          reporter,
+        };
+        const report: DeployReport & { rolledBackTo?: number } =
+          cli.command === 'deploy' ? await deploy(client, objects, target, options) : await rollback(client, target, cli.to, options);
+        report.timingsMs.synth = synthMs;
+        if (cli.json) emit(report);
+        else if (report.ok) {
+          reporter.step(
+            report.changed
+              ? `deployed ${cli.env}: revision ${report.revision}${report.pruned.length ? `, pruned ${report.pruned.length}` : ''} (${report.timingsMs.total} ms, ${report.apiCalls} API calls)`
+              : `no changes: ${cli.env} is at revision ${report.revision} and ready (${report.timingsMs.total} ms, ${report.apiCalls} API calls)`,
+          );
+        }
+        return report.exitCode;
+      }
+      case 'status': {
+        const s = await status(client, target.set);
+        if (cli.json) emit(s);
+        else if (!s.deployed) io.stdout.write(`nothing deployed: no ApplySet ${target.set.namespace}/${target.set.name} in context ${client.contextName}\n`);
+        else {
+          io.stdout.write(`${cli.env}: revision ${s.revision}, ${s.ready ? 'all ready' : 'NOT ready'}\n`);
+          for (const o of s.objects) io.stdout.write(`  ${o.health.state.padEnd(11)} ${describeRef(o.ref)}: ${o.health.message}\n`);
+          io.stdout.write('history:\n');
+          for (const h of s.history) io.stdout.write(`  ${String(h.number).padStart(3)}  ${h.status.padEnd(10)} ${h.deployedAt}  ${h.description}\n`);
+        }
+        return !s.deployed ? EXIT.usage : s.ready ? EXIT.ok : EXIT.failed;
+      }
+      case 'destroy': {
+        const report = await destroy(client, target, { includeKept: cli.includeKept, wait: cli.wait, timeoutMs: cli.timeoutMs, reporter });
+        if (cli.json) emit(report);
+        else reporter.step(`destroyed ${cli.env}: ${report.deleted.length} deleted, ${report.kept.length} kept`);
+        return report.ok ? EXIT.ok : EXIT.timeout;
+      }
+      case 'verify': {
+        const ns = target.set.namespace;
+        const report = await verifyRegistration(client.kc, {
+          namespace: ns,
+          timeoutMs: cli.timeoutMs,
+          ...(cli.json ? {} : { log: (line: string) => reporter.step(line) }),
+        });
+        if (cli.json) emit(report);
+        else {
+          live.write(`${report.ok ? 'verified' : 'verify FAILED'}: ${report.target} (${report.tunnel.connections} connections, ${report.tunnel.rerouted} re-routed)\n`);
+        }
+        return report.ok ? EXIT.ok : EXIT.verify;
+      }
+    }
+  } catch (err) {
+    const e = err instanceof KubeConnectionError ? new EngineError(EXIT.unreachable, err.message) : toEngineError(err);
+    if (cli.json) emit({ ok: false, exitCode: e.exitCode, error: e.message, details: e.details });
+    else {
+      io.stderr.write(`kreg ${cli.command}: ${e.message}\n`);
+      for (const d of e.details) io.stderr.write(`  ${d}\n`);
+    }
+    return e.exitCode;
+  } finally {
+    client.close();
+  }
+  return EXIT.ok;
+}
+
+const isMain = process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href;
+if (isMain) {
+  run(process.argv.slice(2)).then((code) => {
+    process.exitCode = code;
+  });
+}

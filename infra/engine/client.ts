@@ -1,0 +1,312 @@
+/**
+ * A small JSON client for the Kubernetes REST API, on top of client-node's KubeConfig (which knows
+ * kubeconfig files, contexts, certificates, tokens and exec plugins).
+ *
+ * Why not client-node's KubernetesObjectApi: it runs bodies through its typed models, which drops
+ * fields the bundled model does not know and strips CRD schema keywords (notes/libraries.md §3.4),
+ * and it cannot ask for `fieldValidation=Strict`. The engine sends objects verbatim instead, over
+ * one keep-alive connection, and counts its API calls (a no-op deploy reports how many it made).
+ */
+import { Agent as HttpAgent, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest, type RequestOptions } from 'node:https';
+import { KubeConfig } from '@kubernetes/client-node';
+import type { KubeObject, ObjectRef } from './types.js';
+import { describeRef } from './types.js';
+
+export interface ClientOptions {
+  /** Path to a kubeconfig file; default `$KUBECONFIG`, then `~/.kube/config`, then in-cluster. */
+  kubeconfig?: string;
+  /** Context to use instead of the kubeconfig's current context. */
+  context?: string;
+  /** Per-request timeout. Default 30 s. */
+  requestTimeoutMs?: number;
+}
+
+export interface ResourceInfo {
+  plural: string;
+  namespaced: boolean;
+  verbs: string[];
+}
+
+/** One cause of a rejected request, e.g. a field conflict: `{ field: '.spec.replicas', message: 'conflict with "kubectl"' }`. */
+export interface StatusCause {
+  reason?: string;
+  message?: string;
+  field?: string;
+}
+
+/** A non-2xx answer from the API server, with its Status decoded. */
+export class KubeApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly reason: string,
+    message: string,
+    readonly causes: StatusCause[] = [],
+    readonly ref?: ObjectRef,
+  ) {
+    super(message);
+    this.name = 'KubeApiError';
+  }
+}
+
+/** The API server could not be reached at all (refused, DNS, TLS, timeout). */
+export class KubeConnectionError extends Error {
+  constructor(
+    readonly server: string,
+    cause: unknown,
+  ) {
+    const detail = cause instanceof Error ? ((cause as NodeJS.ErrnoException).code ?? cause.message) : String(cause);
+    super(`cannot reach the Kubernetes API at ${server}: ${detail}`);
+    this.name = 'KubeConnectionError';
+  }
+}
+
+export interface RequestOptions2 {
+  query?: Record<string, string | number | boolean | undefined>;
+  body?: unknown;
+  contentType?: string;
+  /** Return the raw text instead of parsing JSON (pod logs). */
+  text?: boolean;
+  timeoutMs?: number;
+}
+
+export class KubeClient {
+  /** API calls made so far (each HTTP request to the API server counts once). */
+  calls = 0;
+  readonly server: string;
+  readonly contextName: string;
+  readonly defaultNamespace: string;
+  private readonly agent: HttpAgent;
+  private readonly discovery = new Map<string, Promise<Map<string, ResourceInfo>>>();
+  private readonly tlsOptions: RequestOptions;
+
+  private constructor(
+    readonly kc: KubeConfig,
+    tls: RequestOptions,
+    private readonly requestTimeoutMs: number,
+  ) {
+    const cluster = kc.getCurrentCluster();
+    if (!cluster) throw new Error(`kubeconfig context "${kc.getCurrentContext()}" names no cluster`);
+    this.server = cluster.server.replace(/\/+$/, '');
+    this.contextName = kc.getCurrentContext();
+    this.defaultNamespace = kc.getContextObject(this.contextName)?.namespace ?? 'default';
+    this.tlsOptions = tls;
+    this.agent = this.server.startsWith('https:')
+      ? new HttpsAgent({ keepAlive: true, maxSockets: 8, ...pickTls(tls) })
+      : new HttpAgent({ keepAlive: true, maxSockets: 8 });
+  }
+
+  static async create(options: ClientOptions = {}): Promise<KubeClient> {
+    const kc = loadKubeConfig(options);
+    const tls: RequestOptions = { headers: {} };
+    await kc.applyToHTTPSOptions(tls);
+    return new KubeClient(kc, tls, options.requestTimeoutMs ?? 30_000);
+  }
+
+  close(): void {
+    this.agent.destroy();
+  }
+
+  async request<T = any>(method: string, path: string, options: RequestOptions2 = {}): Promise<T> {
+    const url = new URL(this.server + path);
+    for (const [k, v] of Object.entries(options.query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v));
+    // Tokens from exec plugins and auth providers expire: ask the kubeconfig for fresh headers each time.
+    const auth: RequestOptions = { headers: {} };
+    await this.kc.applyToHTTPSOptions(auth);
+    const body = options.body === undefined ? undefined : JSON.stringify(options.body);
+    const headers: Record<string, string> = {
+      ...(auth.headers as Record<string, string>),
+      accept: options.text ? '*/*' : 'application/json',
+      ...(body !== undefined ? { 'content-type': options.contentType ?? 'application/json', 'content-length': String(Buffer.byteLength(body)) } : {}),
+    };
+    this.calls++;
+    const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
+    const timeoutMs = options.timeoutMs ?? this.requestTimeoutMs;
+    const { status, text } = await new Promise<{ status: number; text: string; headers: IncomingHttpHeaders }>((resolve, reject) => {
+      const req = send(
+        url,
+        { method, headers, agent: this.agent, ...(auth.auth ? { auth: auth.auth } : {}), ...pickTls(this.tlsOptions) },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8'), headers: res.headers }));
+          res.on('error', reject);
+        },
+      );
+      req.setTimeout(timeoutMs, () => req.destroy(Object.assign(new Error(`timed out after ${timeoutMs} ms`), { code: 'ETIMEDOUT' })));
+      req.on('error', (err) => reject(new KubeConnectionError(this.server, err)));
+      if (body !== undefined) req.write(body);
+      req.end();
+    });
+    if (status >= 200 && status < 300) {
+      if (options.text) return text as T;
+      return (text ? JSON.parse(text) : undefined) as T;
+    }
+    throw decodeError(status, text, method, path);
+  }
+
+  /** Resource name and scope of a kind, from the API server's discovery (one call per group-version, cached). */
+  async resourceFor(apiVersion: string, kind: string): Promise<ResourceInfo> {
+    let pending = this.discovery.get(apiVersion);
+    if (!pending) {
+      const path = apiVersion.includes('/') ? `/apis/${apiVersion}` : `/api/${apiVersion}`;
+      pending = this.request<{ resources: Array<{ name: string; kind: string; namespaced: boolean; verbs: string[] }> }>('GET', path).then(
+        (list) => {
+          const byKind = new Map<string, ResourceInfo>();
+          for (const r of list.resources) {
+            if (r.name.includes('/')) continue; // subresources such as deployments/status
+            byKind.set(r.kind, { plural: r.name, namespaced: r.namespaced, verbs: r.verbs });
+          }
+          return byKind;
+        },
+        (err) => {
+          this.discovery.delete(apiVersion);
+          if (err instanceof KubeApiError && err.status === 404) {
+            throw new KubeApiError(404, 'NoKindMatch', `the cluster does not serve ${apiVersion} (is its CRD installed?)`);
+          }
+          throw err;
+        },
+      );
+      this.discovery.set(apiVersion, pending);
+    }
+    const info = (await pending).get(kind);
+    if (!info) throw new KubeApiError(404, 'NoKindMatch', `the cluster serves ${apiVersion} but no kind ${kind} in it`);
+    return info;
+  }
+
+  /** The version the server prefers for an API group (`''` is the core group, always `v1`). */
+  async preferredApiVersion(group: string): Promise<string> {
+    if (group === '') return 'v1';
+    const g = await this.request<{ preferredVersion?: { groupVersion: string }; versions: Array<{ groupVersion: string }> }>('GET', `/apis/${group}`);
+    return g.preferredVersion?.groupVersion ?? g.versions[0]!.groupVersion;
+  }
+
+  /** Forgets discovery of one group-version (after a CRD was applied, its kinds appear). */
+  forgetDiscovery(apiVersion: string): void {
+    this.discovery.delete(apiVersion);
+  }
+
+  async collectionPath(apiVersion: string, kind: string, namespace?: string): Promise<string> {
+    const info = await this.resourceFor(apiVersion, kind);
+    const base = apiVersion.includes('/') ? `/apis/${apiVersion}` : `/api/${apiVersion}`;
+    if (info.namespaced) {
+      if (!namespace) throw new Error(`${kind} is namespaced: a namespace is needed`);
+      return `${base}/namespaces/${encodeURIComponent(namespace)}/${info.plural}`;
+    }
+    return `${base}/${info.plural}`;
+  }
+
+  async objectPath(ref: ObjectRef): Promise<string> {
+    const info = await this.resourceFor(ref.apiVersion, ref.kind);
+    return `${await this.collectionPath(ref.apiVersion, ref.kind, info.namespaced ? ref.namespace : undefined)}/${encodeURIComponent(ref.name)}`;
+  }
+
+  async isNamespaced(apiVersion: string, kind: string): Promise<boolean> {
+    return (await this.resourceFor(apiVersion, kind)).namespaced;
+  }
+
+  /** The live object, or undefined when it does not exist. */
+  async get(ref: ObjectRef): Promise<KubeObject | undefined> {
+    try {
+      return await this.request<KubeObject>('GET', await this.objectPath(ref));
+    } catch (err) {
+      if (err instanceof KubeApiError && err.status === 404 && err.reason !== 'NoKindMatch') return undefined;
+      throw err;
+    }
+  }
+
+  /** Every object of a kind (in one namespace, or cluster-wide), following `continue` tokens. */
+  async list(apiVersion: string, kind: string, options: { namespace?: string; labelSelector?: string; fieldSelector?: string } = {}): Promise<KubeObject[]> {
+    const path = await this.collectionPath(apiVersion, kind, options.namespace);
+    const items: KubeObject[] = [];
+    let token: string | undefined;
+    do {
+      const page = await this.request<{ items: KubeObject[]; metadata?: { continue?: string } }>('GET', path, {
+        query: { labelSelector: options.labelSelector, fieldSelector: options.fieldSelector, limit: 500, continue: token },
+      });
+      // Lists omit apiVersion/kind on their items; put them back so items are self-describing.
+      for (const item of page.items) items.push({ ...item, apiVersion, kind });
+      token = page.metadata?.continue || undefined;
+    } while (token);
+    return items;
+  }
+
+  /**
+   * Server-side apply: creates or updates `obj` with the fields it lists, owned by `fieldManager`.
+   * `fieldValidation=Strict` makes an unknown or duplicated field an error instead of a silent drop.
+   */
+  async apply(obj: KubeObject, options: { fieldManager: string; force?: boolean; dryRun?: boolean }): Promise<KubeObject> {
+    const ref: ObjectRef = { apiVersion: obj.apiVersion, kind: obj.kind, name: obj.metadata.name, ...(obj.metadata.namespace ? { namespace: obj.metadata.namespace } : {}) };
+    try {
+      return await this.request<KubeObject>('PATCH', await this.objectPath(ref), {
+        body: obj,
+        contentType: 'application/apply-patch+yaml',
+        query: {
+          fieldManager: options.fieldManager,
+          fieldValidation: 'Strict',
+          ...(options.force ? { force: true } : {}),
+          ...(options.dryRun ? { dryRun: 'All' } : {}),
+        },
+      });
+    } catch (err) {
+      if (err instanceof KubeApiError) throw new KubeApiError(err.status, err.reason, err.message, err.causes, ref);
+      throw err;
+    }
+  }
+
+  /** Deletes; true when it existed. Background propagation: dependents (pods, ReplicaSets) go too. */
+  async delete(ref: ObjectRef, options: { propagationPolicy?: 'Background' | 'Foreground' | 'Orphan'; dryRun?: boolean } = {}): Promise<boolean> {
+    try {
+      await this.request('DELETE', await this.objectPath(ref), {
+        body: { kind: 'DeleteOptions', apiVersion: 'v1', propagationPolicy: options.propagationPolicy ?? 'Background', ...(options.dryRun ? { dryRun: ['All'] } : {}) },
+      });
+      return true;
+    } catch (err) {
+      if (err instanceof KubeApiError && err.status === 404) return false;
+      throw err;
+    }
+  }
+
+  /** The last lines of a container's log (`previous`: the container that ran before the last restart). */
+  async podLog(namespace: string, pod: string, options: { container?: string; tailLines?: number; previous?: boolean }): Promise<string> {
+    return this.request<string>('GET', `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(pod)}/log`, {
+      query: { container: options.container, tailLines: options.tailLines ?? 20, previous: options.previous || undefined },
+      text: true,
+    });
+  }
+}
+
+export function loadKubeConfig(options: Pick<ClientOptions, 'kubeconfig' | 'context'> = {}): KubeConfig {
+  const kc = new KubeConfig();
+  if (options.kubeconfig) kc.loadFromFile(options.kubeconfig);
+  else kc.loadFromDefault();
+  if (options.context) {
+    if (!kc.getContextObject(options.context)) {
+      const known = kc.getContexts().map((c) => c.name);
+      throw new Error(`no context "${options.context}" in the kubeconfig (known: ${known.join(', ') || 'none'})`);
+    }
+    kc.setCurrentContext(options.context);
+  }
+  return kc;
+}
+
+function pickTls(o: RequestOptions): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const k of ['ca', 'cert', 'key', 'pfx', 'passphrase', 'rejectUnauthorized', 'servername'] as const) {
+    if (o[k] !== undefined) out[k] = o[k];
+  }
+  return out;
+}
+
+function decodeError(status: number, text: string, method: string, path: string): KubeApiError {
+  try {
+    const s = JSON.parse(text) as { kind?: string; reason?: string; message?: string; details?: { causes?: StatusCause[] } };
+    if (s.kind === 'Status') return new KubeApiError(status, s.reason ?? String(status), s.message ?? text, s.details?.causes ?? []);
+  } catch {
+    // not JSON: fall through
+  }
+  const reason = status === 401 ? 'Unauthorized' : status === 403 ? 'Forbidden' : status === 404 ? 'NotFound' : String(status);
+  return new KubeApiError(status, reason, `${method} ${path}: HTTP ${status} ${text.slice(0, 200)}`.trim());
+}
+
+export { describeRef };

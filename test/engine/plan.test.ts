@@ -1,0 +1,98 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { byPhase, classifyChange, duplicates, normalizeForDiff, phaseOf, prepareObject } from '../../infra/engine/plan.js';
+import { desiredObjects } from '../../infra/cli.js';
+import type { KubeObject } from '../../infra/engine/types.js';
+
+const obj = (apiVersion: string, kind: string, name: string, extra: Partial<KubeObject> = {}): KubeObject => ({ apiVersion, kind, metadata: { name }, ...extra });
+
+describe('apply order', () => {
+  it('puts namespaces, CRDs, identity, config, storage, network, jobs, workloads, then the rest', () => {
+    const shuffled = [
+      obj('networking.k8s.io/v1', 'Ingress', 'web'),
+      obj('apps/v1', 'Deployment', 'api'),
+      obj('batch/v1', 'Job', 'migrate'),
+      obj('v1', 'Service', 'api'),
+      obj('v1', 'PersistentVolumeClaim', 'data'),
+      obj('v1', 'Secret', 'token'),
+      obj('rbac.authorization.k8s.io/v1', 'RoleBinding', 'rb'),
+      obj('apiextensions.k8s.io/v1', 'CustomResourceDefinition', 'widgets.example.com'),
+      obj('v1', 'Namespace', 'ns'),
+      obj('example.com/v1', 'Widget', 'w'),
+    ];
+    const order = byPhase(shuffled).flatMap((g) => g.objects.map((o) => o.kind));
+    assert.deepEqual(order, ['Namespace', 'CustomResourceDefinition', 'RoleBinding', 'Secret', 'PersistentVolumeClaim', 'Service', 'Job', 'Deployment', 'Ingress', 'Widget']);
+    const reversed = byPhase(shuffled, true).map((g) => g.phase);
+    assert.equal(reversed[0], 'others');
+    assert.equal(reversed.at(-1), 'namespaces', 'destroy/prune deletes namespaces last');
+  });
+
+  it('orders the real dev app: Namespace first, the PVC before the Deployment', () => {
+    const kinds = byPhase(desiredObjects({ env: 'dev' })).flatMap((g) => g.objects.map((o) => o.kind));
+    assert.equal(kinds[0], 'Namespace');
+    assert.ok(kinds.indexOf('PersistentVolumeClaim') < kinds.indexOf('Deployment'));
+    assert.ok(kinds.indexOf('ConfigMap') < kinds.indexOf('Deployment'));
+    assert.ok(kinds.indexOf('ServiceAccount') < kinds.indexOf('Deployment'));
+  });
+
+  it('applies the remote-mode migration Job before the Deployment it gates', () => {
+    const prod = desiredObjects({ env: 'prod' });
+    const phases = byPhase(prod).map((g) => ({ phase: g.phase, kinds: g.objects.map((o) => o.kind) }));
+    const jobs = phases.findIndex((p) => p.kinds.includes('Job'));
+    const workloads = phases.findIndex((p) => p.kinds.includes('Deployment'));
+    assert.ok(jobs >= 0 && jobs < workloads, JSON.stringify(phases));
+    assert.equal(phaseOf({ apiVersion: 'policy/v1', kind: 'PodDisruptionBudget' }), 'workloads');
+  });
+});
+
+describe('prepareObject', () => {
+  it('turns Secret stringData into base64 data, defaults the namespace, adds labels, and leaves the input alone', () => {
+    const secret = obj('v1', 'Secret', 's', { stringData: { token: 'héllo' }, data: { other: 'eA==' } });
+    const out = prepareObject(secret, { namespaced: true, defaultNamespace: 'ns', extraLabels: { a: 'b' } });
+    assert.deepEqual(out.data, { other: 'eA==', token: Buffer.from('héllo').toString('base64') });
+    assert.equal(out.stringData, undefined);
+    assert.equal(out.metadata.namespace, 'ns');
+    assert.deepEqual(out.metadata.labels, { a: 'b' });
+    assert.ok(secret.stringData, 'input untouched');
+    const ns = prepareObject(obj('v1', 'Namespace', 'x', { metadata: { name: 'x', namespace: 'oops' } }), { namespaced: false, defaultNamespace: 'ns' });
+    assert.equal(ns.metadata.namespace, undefined, 'cluster-scoped objects carry no namespace');
+  });
+
+  it('finds objects named twice', () => {
+    assert.deepEqual(duplicates([
+      { apiVersion: 'v1', kind: 'ConfigMap', name: 'a', namespace: 'n' },
+      { apiVersion: 'v1', kind: 'ConfigMap', name: 'a', namespace: 'm' },
+      { apiVersion: 'v1', kind: 'ConfigMap', name: 'a', namespace: 'n' },
+    ]), ['ConfigMap|n|a']);
+  });
+});
+
+describe('change classification', () => {
+  const live: KubeObject = {
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    metadata: {
+      name: 'c',
+      namespace: 'n',
+      uid: 'u1',
+      resourceVersion: '10',
+      creationTimestamp: '2026-11-24T00:00:00Z',
+      managedFields: [{ manager: 'kreg', operation: 'Apply', time: '2026-11-24T00:00:00Z', fieldsV1: { 'f:data': { 'f:A': {} } } }],
+    },
+    data: { A: '1' },
+  };
+  it('ignores server bookkeeping but not data or field ownership', () => {
+    const sameButNewer = structuredClone(live);
+    sameButNewer.metadata.resourceVersion = '11';
+    (sameButNewer.metadata.managedFields as any[])[0].time = '2026-11-24T01:00:00Z';
+    assert.equal(classifyChange(live, sameButNewer, 'kreg'), 'unchanged');
+    const changed = structuredClone(live);
+    changed.data.A = '2';
+    assert.equal(classifyChange(live, changed, 'kreg'), 'update');
+    const released = structuredClone(live);
+    (released.metadata.managedFields as any[])[0].fieldsV1 = {};
+    assert.equal(classifyChange(live, released, 'kreg'), 'update', 'dropping ownership is a change');
+    assert.equal(classifyChange(undefined, live, 'kreg'), 'create');
+    assert.equal(normalizeForDiff(live).metadata.uid, undefined);
+  });
+});
