@@ -247,7 +247,8 @@ export async function run(argv: string[], io: Io = { stdout: process.stdout, std
   const reporter: Reporter = cli.json ? new SilentReporter() : new LineReporter(live, Boolean(live.isTTY) && !environ.NO_COLOR);
   let client: KubeClient;
   try {
-    client = await KubeClient.create({ ...(cli.kubeconfig ? { kubeconfig: cli.kubeconfig } : {}), ...(cli.context ? { context: cli.context } : {}) });
+    const kubeconfig = cli.kubeconfig ?? environ.KUBECONFIG;
+    client = await KubeClient.create({ ...(kubeconfig ? { kubeconfig } : {}), ...(cli.context ? { context: cli.context } : {}) });
   } catch (err) {
     io.stderr.write(`kreg ${cli.command}: cannot load the kubeconfig: ${(err as Error).message}\n`);
     return EXIT.usage;

@@ -9,6 +9,7 @@
  */
 import { Agent as HttpAgent, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest, type RequestOptions } from 'node:https';
+import { delimiter } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import type { KubeObject, ObjectRef } from './types.js';
 import { describeRef } from './types.js';
@@ -278,8 +279,16 @@ export class KubeClient {
 
 export function loadKubeConfig(options: Pick<ClientOptions, 'kubeconfig' | 'context'> = {}): KubeConfig {
   const kc = new KubeConfig();
-  if (options.kubeconfig) kc.loadFromFile(options.kubeconfig);
-  else kc.loadFromDefault();
+  if (options.kubeconfig) {
+    // A KUBECONFIG-style list (a:b) merges like kubectl: the first file's current context wins.
+    const [first, ...others] = options.kubeconfig.split(delimiter).filter(Boolean);
+    kc.loadFromFile(first!);
+    for (const file of others) {
+      const more = new KubeConfig();
+      more.loadFromFile(file);
+      kc.mergeConfig(more, true);
+    }
+  } else kc.loadFromDefault();
   if (options.context) {
     if (!kc.getContextObject(options.context)) {
       const known = kc.getContexts().map((c) => c.name);

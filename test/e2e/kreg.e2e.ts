@@ -95,7 +95,7 @@ describe('kreg on a real cluster', { timeout: 20 * 60_000 }, () => {
         assert.equal(o.change, 'create', `${o.ref.kind} created`);
         assert.equal(o.health?.state, 'ready', `${o.ref.kind}/${o.ref.name}: ${o.health?.message}`);
       }
-      const dep = await kubectlJson(['-n', NS, 'get', 'deployment', 'registration']);
+      const dep = await kubectlJson(['-n', NS, 'get', 'deployment', 'registration', '--show-managed-fields']);
       assert.equal(dep.status.readyReplicas, 1);
       assert.ok(dep.metadata.managedFields.some((f: any) => f.manager === 'kreg' && f.operation === 'Apply'), 'applied by field manager kreg');
       console.log(`# first deploy: ${ms} ms, ${report.apiCalls} API calls; timings ${JSON.stringify(report.timingsMs)}`);
@@ -256,11 +256,15 @@ describe('kreg on a real cluster', { timeout: 20 * 60_000 }, () => {
       assert.equal(plain.code, EXIT.ok, JSON.stringify(plain.report));
       assert.deepEqual(plain.report.steps.map((s) => s.name), ['readyz', 'register', 'duplicate', 'login', 'wrong-password']);
       const pod = (await kubectlJson(['-n', NS, 'get', 'pods', '-l', 'app.kubernetes.io/name=registration'])).items[0].metadata.name;
-      const verifying = kregJson<{ ok: boolean; tunnel: { pods: string[] } }>('verify', '--env', ENV, '--timeout', '90s');
-      await new Promise((r) => setTimeout(r, 150));
-      await kubectl(['-n', NS, 'delete', 'pod', pod, '--wait=false']);
+      // The pod is killed one second after the delete, while verify runs: verify's connections must
+      // leave it and wait for the replacement the Deployment starts.
+      const deleting = kubectl(['-n', NS, 'delete', 'pod', pod, '--wait=false', '--grace-period=1']);
+      await new Promise((r) => setTimeout(r, 400));
+      const verifying = kregJson<{ ok: boolean; tunnel: { pods: string[]; rerouted: number } }>('verify', '--env', ENV, '--timeout', '90s');
+      await deleting;
       const v = await verifying;
       assert.equal(v.code, EXIT.ok, JSON.stringify(v.report));
+      assert.ok(v.report.tunnel.pods.some((p) => p !== pod), `verify reached the replacement pod: ${JSON.stringify(v.report.tunnel)}`);
       console.log(`# verify with the pod deleted: ${JSON.stringify(v.report.tunnel)}`);
     }),
   );
@@ -289,7 +293,7 @@ describe('kreg on a real cluster', { timeout: 20 * 60_000 }, () => {
         child.stderr.on('data', (d) => (text += d));
         child.on('close', () => resolve(text));
       });
-      assert.match(out, /kreg\/v1/, `kubectl recognises the tooling: ${out}`);
+      assert.match(out, /managed by tooling "kreg"/, `kubectl reads the parent's tooling: ${out}`);
       assert.doesNotMatch(out, /invalid|does not have required label/i, out);
     }),
   );
