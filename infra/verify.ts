@@ -125,15 +125,16 @@ export async function verifyThrough(baseUrl: string, opts: VerifyThroughOptions 
   // register: 201 with the new user; a 409 after a lost response may be our own registration.
   const reg = await client.call('POST', '/register', { username, password });
   let userId: string | undefined;
-  let registerPending: { started: number; detail: string } | undefined;
+  /** Set when a retried registration answered 409: ours only if our password logs in. */
+  let registerPending = false;
   const regBody = reg.res?.json as { id?: unknown; username?: unknown } | undefined;
   let registerStep: VerifyStep;
   if (reg.res?.status === 201 && typeof regBody?.id === 'string') {
     userId = regBody.id;
     registerStep = step('register', true, reg, `201 created ${username} (id ${userId})`);
   } else if (reg.res?.status === 409 && reg.connectionErrors > 0) {
-    registerPending = { started: reg.started, detail: `409 on a retry after a lost response (${reg.notes.join('; ')})` };
-    registerStep = step('register', false, reg, `${registerPending.detail}; to be confirmed by login`);
+    registerPending = true;
+    registerStep = step('register', false, reg, '409 on a retry after a lost response; to be confirmed by login');
   } else {
     registerStep = step('register', false, reg, reg.res?.status === 201 ? `201 without a user id: ${reg.res.text.slice(0, 200)}` : expected(201, reg));
   }
@@ -154,8 +155,7 @@ export async function verifyThrough(baseUrl: string, opts: VerifyThroughOptions 
   if (login.res?.status === 200 && loginId && (userId === undefined || loginId === userId)) {
     record(step('login', true, login, `200 id ${loginId}${userId ? ' (same as registered)' : ''}`));
     if (registerPending) {
-      registerStep.ok = true;
-      registerStep.detail = `${registerPending.detail}; confirmed ours by the login (id ${loginId})`;
+      Object.assign(registerStep, step('register', true, reg, `409 on a retry after a lost response, confirmed ours by the login (id ${loginId})`));
       log(`verify ok   register: ${registerStep.detail}`);
     }
   } else {
@@ -165,7 +165,10 @@ export async function verifyThrough(baseUrl: string, opts: VerifyThroughOptions 
         : expected(200, login);
     record(step('login', false, login, detail));
     if (registerPending) {
-      registerStep.detail = `${registerPending.detail}, but logging in with our password failed: the name belongs to someone else`;
+      Object.assign(
+        registerStep,
+        step('register', false, reg, '409 on a retry after a lost response, but our password does not log in: the name belongs to someone else'),
+      );
     }
   }
 
@@ -191,7 +194,6 @@ interface CallResult {
   connectionErrors: number;
   /** One short note per retried attempt. */
   notes: string[];
-  started: number;
   ms: number;
 }
 
@@ -213,7 +215,7 @@ class Client {
    */
   async call(method: string, path: string, body: unknown, opts: { retryStatus?: (status: number) => boolean } = {}): Promise<CallResult> {
     const started = Date.now();
-    const out: CallResult = { attempts: 0, connectionErrors: 0, notes: [], started, ms: 0 };
+    const out: CallResult = { attempts: 0, connectionErrors: 0, notes: [], ms: 0 };
     const done = (extra: Partial<CallResult>) => Object.assign(out, extra, { ms: Date.now() - started });
     for (;;) {
       const remaining = this.deadline - Date.now();
@@ -239,9 +241,10 @@ class Client {
         out.connectionErrors++;
         out.notes.push(`attempt ${out.attempts}: ${message}${fromTunnel ? ` (tunnel: ${fromTunnel.message})` : ''}`);
         // The tunnel already waited its full readyTimeout for a pod: another try would wait again.
-        if (fromTunnel?.kind === 'no-ready-pod' || out.attempts >= MAX_ATTEMPTS) {
-          return done({ error: `connection failed: ${out.notes.join('; ')}` });
+        if (fromTunnel?.kind === 'no-ready-pod') {
+          return done({ error: `${fromTunnel.message} (the tunnel closed the connection without a response)` });
         }
+        if (out.attempts >= MAX_ATTEMPTS) return done({ error: `connection failed: ${out.notes.join('; ')}` });
         await sleep(Math.min(200 * out.attempts, Math.max(0, this.deadline - Date.now())));
       }
     }

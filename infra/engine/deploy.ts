@@ -371,7 +371,16 @@ export async function deploy(client: KubeClient, input: KubeObject[], target: Ta
       namespaces: options.prune ? prepared.namespaces : superset.namespaces,
       revision: parent.revision,
     };
-    report.revision = await recordRun(client, set, manager, prepared.objects, parent.revision, exact, 'deployed', options.description, report.changed, false);
+    const sameParent =
+      liveParent !== undefined &&
+      !parentChanged &&
+      [...exact.groupKinds].sort().join() === [...parent.groupKinds].sort().join() &&
+      [...exact.namespaces].sort().join() === [...parent.namespaces].sort().join();
+    if (!report.changed && parent.revision > 0 && sameParent) {
+      report.revision = parent.revision; // a no-op: the parent already says all of this
+    } else {
+      report.revision = await recordRun(client, set, manager, prepared.objects, parent.revision, exact, 'deployed', options.description, report.changed, false);
+    }
     report.ok = true;
     report.exitCode = EXIT.ok;
   } catch (err) {

@@ -25,7 +25,14 @@
  *
  * Wire format (legacy WebSocket port-forward, one port): binary messages whose first byte is the
  * channel (0 = data, 1 = error); the first two bytes the server sends on each channel are the port
- * number (little endian), not data. The client writes `[0, ...bytes]`. There is no half-close.
+ * number (little endian), not data. The client writes `[0, ...bytes]`. There is no half-close: a
+ * client's FIN is not forwarded; the stream stays open until the pod closes it or the client closes.
+ * `ws` is the WebSocket library client-node itself depends on (declare it in package.json if the
+ * engine ever ships without client-node's tree).
+ *
+ * Costs, measured on the local 1.35 cluster: opening a connection takes ~30 ms (EndpointSlice list
+ * and pod read, ~8 ms each, then the WebSocket handshake, ~13 ms); bulk data ~70 MiB/s each way.
+ * The kubelet closes a stream ~1 s after the pod closed its end of the connection.
  */
 import * as net from 'node:net';
 import { CoreV1Api, DiscoveryV1Api, type KubeConfig, type V1Pod, type V1ServicePort } from '@kubernetes/client-node';
