@@ -186,7 +186,14 @@ function deploymentHealth(d: KubeObject, ctx: Ctx): Health {
   let pending: Health | undefined;
   if (updated < desired) pending = progressing('RolloutInProgress', `${updated} of ${desired} replicas updated`);
   // status.replicas counts the pods of every revision: more than wanted means old ones are still there.
-  else if (replicas > updated) pending = progressing('OldReplicasPending', `waiting for old replicas to terminate (${replicas} → ${desired})`);
+  // They usually stay because the new ones are not available yet (status.availableReplicas counts old
+  // pods too, so only the current ReplicaSet can tell), which is what the reader needs to know.
+  else if (replicas > updated) {
+    const rs = currentReplicaSet(d, ctx.related);
+    const newAvailable = num(rs?.status?.availableReplicas);
+    const detail = rs && newAvailable < updated ? `; ${newAvailable} of ${updated} updated replicas available` : '';
+    pending = progressing('OldReplicasPending', `waiting for old replicas to terminate (${replicas} → ${desired})${detail}`);
+  }
   else if (available < updated) pending = progressing('ReplicasUnavailable', `${available} of ${updated} updated replicas available`);
   if (!pending) return ready('Available', `${available} of ${desired} replicas available${d.spec?.paused ? ' (rollout paused)' : ''}`);
 
@@ -278,8 +285,13 @@ function podHealth(pod: KubeObject, ctx: Ctx): Health {
   if (condition(pod, 'Ready')?.status === 'True') return ready('Ready', 'pod ready');
   const ff = podFailFast(pod, ctx, false);
   if (ff) return ff;
-  const notReady = condition(pod, 'ContainersReady')?.message ?? condition(pod, 'Ready')?.message;
-  return progressing(st.phase === 'Pending' ? 'Pending' : 'NotReady', notReady ? `pod ${st.phase ?? 'Pending'}: ${notReady}` : `pod ${st.phase ?? 'Pending'}`);
+  // Say what it waits for: the scheduler's verdict while unscheduled, else the kubelet's readiness summary.
+  const scheduled = condition(pod, 'PodScheduled');
+  const detail = scheduled?.status === 'False'
+    ? `${scheduled.reason ?? 'not scheduled'}: ${scheduled.message ?? ''}`.trim()
+    : condition(pod, 'ContainersReady')?.message ?? condition(pod, 'Ready')?.message;
+  const phase = st.phase ?? 'Pending';
+  return progressing(phase === 'Pending' ? 'Pending' : 'NotReady', detail ? `pod ${phase}: ${detail}` : `pod ${phase}`);
 }
 
 // ---------------------------------------------------------------------------------------------------------

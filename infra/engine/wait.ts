@@ -2,7 +2,9 @@
  * Waits until objects are ready, one of them fails, or the time is up.
  *
  * Polling, not watches: a deploy waits on a handful of objects for seconds to minutes, and a poll
- * every second costs one GET per pending object plus one list per related kind per namespace. That
+ * costs one GET per pending object plus one list per related kind per namespace. Polls come every
+ * 250 ms for the first 10 s (most rollouts of a small app finish there, and a slow first poll would
+ * add its latency to every deploy), then every second. That
  * survives API server restarts, expired resource versions and idle timeouts with no extra code — the
  * next poll simply asks again (a failed poll is retried with backoff, up to the deadline). The
  * related lists (pods, ReplicaSets, EndpointSlices) are fetched once per namespace per poll and only
@@ -12,6 +14,9 @@ import { KubeApiError, KubeConnectionError, type KubeClient } from './client.js'
 import { evaluateHealth, relatedNeeds, type RelatedObjects } from './readiness.js';
 import type { Health, KubeObject, ObjectRef } from './types.js';
 import { refKey } from './types.js';
+
+const FAST_POLL_MS = 250;
+const FAST_POLL_WINDOW_MS = 10_000;
 
 export interface WaitOptions {
   timeoutMs: number;
@@ -33,11 +38,13 @@ export interface WaitResult {
 
 export async function waitForReady(client: KubeClient, refs: ObjectRef[], options: WaitOptions): Promise<WaitResult> {
   const pollMs = options.pollMs ?? 1000;
+  const started = Date.now();
+  const interval = () => (Date.now() - started < FAST_POLL_WINDOW_MS ? Math.min(FAST_POLL_MS, pollMs) : pollMs);
   const deadline = Date.now() + options.timeoutMs;
   const health = new Map<string, Health>();
   let pending = [...refs];
   let known = options.known;
-  let backoff = pollMs;
+  let backoff = interval();
 
   while (true) {
     try {
@@ -62,7 +69,7 @@ export async function waitForReady(client: KubeClient, refs: ObjectRef[], option
         if (h.state !== 'ready') stillPending.push(ref);
       }
       pending = stillPending;
-      backoff = pollMs;
+      backoff = interval();
       if (pending.length === 0) return { outcome: 'ready', health, pending: [] };
     } catch (err) {
       // The API server restarted, a connection dropped, or the server is overloaded: ask again later.

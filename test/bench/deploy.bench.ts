@@ -51,14 +51,22 @@ async function main(): Promise<void> {
   // 1. Synth: in-process (what kreg does; imports already loaded) vs the cdk8s CLI (cdk8s.yaml app).
   const runs = 5;
   let inProcess = Infinity;
+  let firstInProcess = 0;
   for (let i = 0; i < runs; i++) {
     const t0 = performance.now();
     buildApp({ env: 'dev' }).charts.flatMap((c) => c.toJson());
-    inProcess = Math.min(inProcess, performance.now() - t0);
+    const ms = performance.now() - t0;
+    if (i === 0) firstInProcess = ms; // what one `kreg deploy` pays (modules loaded, code not yet warm)
+    inProcess = Math.min(inProcess, ms);
   }
   let cli = Infinity;
   for (let i = 0; i < 3; i++) cli = Math.min(cli, (await sh('npx', ['cdk8s', 'synth', '--no-check-upgrade'])).ms);
-  rows.push(['synth (best of runs)', `${inProcess.toFixed(0)} ms in-process`, `${s(cli)} (npx cdk8s synth)`, `${(cli / inProcess).toFixed(0)}× faster`]);
+  rows.push([
+    'synth',
+    `${firstInProcess.toFixed(0)} ms in-process (first call; best of ${runs}: ${inProcess.toFixed(0)} ms)`,
+    `${s(cli)} (npx cdk8s synth, best of 3)`,
+    `${(cli / firstInProcess).toFixed(0)}× faster (first call)`,
+  ]);
 
   // 2. First deploy to Ready, from an empty cluster namespace.
   await clean();
