@@ -1,0 +1,106 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { describe, it } from 'node:test';
+import { parseCli, parseDuration, run } from '../../infra/cli.js';
+import { EXIT } from '../../infra/engine/deploy.js';
+
+const ROOT = new URL('../../', import.meta.url).pathname;
+
+async function kreg(args: string[], environ: NodeJS.ProcessEnv = {}) {
+  let stdout = '';
+  let stderr = '';
+  const sink = (append: (s: string) => void) => new Writable({ write: (c, _e, cb) => (append(String(c)), cb()) });
+  const code = await run(args, { stdout: sink((s) => (stdout += s)), stderr: sink((s) => (stderr += s)) }, { PATH: process.env.PATH, ...environ });
+  return { code, stdout, stderr };
+}
+
+describe('kreg CLI', () => {
+  it('prints help with the exit codes, per command too', async () => {
+    const main = await kreg(['--help']);
+    assert.equal(main.code, EXIT.ok);
+    for (const c of ['synth', 'diff', 'deploy', 'status', 'rollback', 'destroy', 'verify']) assert.match(main.stdout, new RegExp(`^  ${c} `, 'm'));
+    assert.match(main.stdout, /3 {2}invalid objects/);
+    const deploy = await kreg(['deploy', '--help']);
+    assert.match(deploy.stdout, /--force-conflicts/);
+    assert.match(deploy.stdout, /--no-prune/);
+  });
+
+  it('bad input: one line saying what is wrong and where to look, exit 2', async () => {
+    for (const [args, pattern] of [
+      [['launch'], /unknown command "launch"; expected one of: synth, diff/],
+      [['deploy', '--env', 'staging'], /unknown environment "staging"; expected one of: dev, prod/],
+      [['deploy', '--timeout', 'soon'], /--timeout: "soon" is not a duration/],
+      [['deploy', '--bogus'], /Unknown option '--bogus'.*kreg deploy --help/],
+      [['rollback', '--to', '0'], /--to must be a revision number/],
+      [['status', '--output', 'yaml'], /--output must be text or json/],
+    ] as const) {
+      const r = await kreg([...args]);
+      assert.equal(r.code, EXIT.usage, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, pattern);
+      assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    }
+  });
+
+  it('a missing kubeconfig or context is a usage error naming the problem', async () => {
+    const missing = await kreg(['status', '--kubeconfig', '/nonexistent/kubeconfig']);
+    assert.equal(missing.code, EXIT.usage);
+    assert.match(missing.stderr, /cannot load the kubeconfig: .*nonexistent/);
+  });
+
+  it('an unreachable API server is exit 8 with the address and the cause', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'kreg-kubeconfig-'));
+    try {
+      const file = join(dir, 'config');
+      writeFileSync(
+        file,
+        `apiVersion: v1\nkind: Config\nclusters:\n- name: gone\n  cluster:\n    server: https://127.0.0.1:1\n    insecure-skip-tls-verify: true\n` +
+          `users:\n- name: u\n  user:\n    token: t\ncontexts:\n- name: gone\n  context:\n    cluster: gone\n    user: u\ncurrent-context: gone\n`,
+      );
+      const r = await kreg(['deploy', '--env', 'dev'], { KUBECONFIG: file });
+      assert.equal(r.code, EXIT.unreachable, r.stdout + r.stderr);
+      assert.match(r.stdout + r.stderr, /cannot reach the Kubernetes API at https:\/\/127\.0\.0\.1:1: ECONNREFUSED/);
+      const ctx = await kreg(['status', '--context', 'nope'], { KUBECONFIG: file });
+      assert.equal(ctx.code, EXIT.usage);
+      assert.match(ctx.stderr, /no context "nope" in the kubeconfig \(known: gone\)/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('parses durations and defaults', () => {
+    assert.equal(parseDuration('300'), 300_000);
+    assert.equal(parseDuration('90s'), 90_000);
+    assert.equal(parseDuration('5m'), 300_000);
+    assert.equal(parseDuration('250ms'), 250);
+    const cli = parseCli(['deploy', '--no-wait', '--no-prune', '--image', 'kreg/registration:abc'], { KREG_ENV: 'prod' });
+    assert.ok(!('help' in cli));
+    assert.equal(cli.env, 'prod');
+    assert.equal(cli.wait, false);
+    assert.equal(cli.prune, false);
+    assert.equal(cli.image, 'kreg/registration:abc');
+    assert.equal(cli.timeoutMs, 300_000);
+  });
+
+  it('kreg synth writes the same files as npm run synth', async () => {
+    const a = mkdtempSync(join(tmpdir(), 'kreg-synth-a-'));
+    const b = mkdtempSync(join(tmpdir(), 'kreg-synth-b-'));
+    try {
+      const r = await kreg(['synth', '--env', 'prod', '--outdir', a]);
+      assert.equal(r.code, EXIT.ok, r.stderr);
+      const npm = spawnSync('npm', ['run', '--silent', 'synth', '--', '--env', 'prod', '--outdir', b], { cwd: ROOT, encoding: 'utf8' });
+      assert.equal(npm.status, 0, npm.stderr);
+      const files = readdirSync(a).sort();
+      assert.deepEqual(files, readdirSync(b).sort());
+      assert.ok(files.length >= 2);
+      for (const f of files) assert.equal(readFileSync(join(a, f), 'utf8'), readFileSync(join(b, f), 'utf8'), f);
+      assert.equal(r.stdout.trim().split('\n').length, files.length, 'prints the paths');
+    } finally {
+      rmSync(a, { recursive: true, force: true });
+      rmSync(b, { recursive: true, force: true });
+    }
+  });
+});
