@@ -18,7 +18,7 @@ import { deploy, EXIT, type DeployReport } from '../../infra/engine/deploy.js';
 import { applySetId } from '../../infra/engine/inventory.js';
 import { SilentReporter } from '../../infra/engine/report.js';
 import type { KubeObject } from '../../infra/engine/types.js';
-import { diagnostics, KUBECONFIG, kubectl, kubectlJson, ROOT } from './kube.js';
+import { diagnostics, failureTracker, KUBECONFIG, kubectl, kubectlJson, ROOT } from './kube.js';
 
 const ENV = 'dev';
 const target = targetFor(ENV);
@@ -62,15 +62,7 @@ function withDeployment(objects: KubeObject[], change: (d: KubeObject) => void):
 
 const configValue = async (key: string) => (await kubectlJson(['-n', NS, 'get', 'configmap', 'registration-config'])).data[key] as string;
 
-let failed = false;
-const guard = (fn: () => Promise<void>) => async () => {
-  try {
-    await fn();
-  } catch (err) {
-    failed = true;
-    throw err;
-  }
-};
+const { guard, failed } = failureTracker();
 
 async function clean(): Promise<void> {
   await kreg('destroy', '--env', ENV, '--include-kept', '--timeout', '120s');
@@ -80,7 +72,7 @@ async function clean(): Promise<void> {
 describe('kreg on a real cluster', { timeout: 20 * 60_000 }, () => {
   before(clean);
   after(async () => {
-    if (failed) console.log(await diagnostics(NS));
+    if (failed()) console.log(await diagnostics(NS));
     await clean();
   });
 

@@ -72,6 +72,25 @@ export async function waitFor<T>(
   }
 }
 
+/**
+ * Remembers whether any test of a suite failed, so its `after` hook prints the cluster's evidence
+ * (pods, events, logs) only when there is something to explain.
+ */
+export function failureTracker(): { guard: (fn: () => Promise<void>) => () => Promise<void>; failed: () => boolean } {
+  let failed = false;
+  return {
+    guard: (fn) => async () => {
+      try {
+        await fn();
+      } catch (err) {
+        failed = true;
+        throw err;
+      }
+    },
+    failed: () => failed,
+  };
+}
+
 export interface PortForward {
   url: string;
   stop(): void;

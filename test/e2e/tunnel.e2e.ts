@@ -18,7 +18,7 @@ import { KubeConfig } from '@kubernetes/client-node';
 import { openServiceTunnel, type ServiceTunnel } from '../../infra/engine/tunnel.js';
 import { buildApp } from '../../infra/main.js';
 import { verifyRegistration, verifyThrough, type VerifyStep } from '../../infra/verify.js';
-import { diagnostics, KUBECONFIG, kubectl, kubectlJson, waitFor } from './kube.js';
+import { diagnostics, failureTracker, KUBECONFIG, kubectl, kubectlJson, waitFor } from './kube.js';
 
 const NS = `kreg-tunnel-${randomBytes(3).toString('hex')}`;
 const SELECTOR = 'app.kubernetes.io/name=registration,app.kubernetes.io/instance=registration-dev,app.kubernetes.io/component=api';
@@ -27,7 +27,7 @@ const IMAGE = 'kreg/registration:dev';
 const kc = new KubeConfig();
 kc.loadFromFile(KUBECONFIG);
 
-let failed = false;
+const { guard, failed } = failureTracker();
 const say = (line: string) => process.stdout.write(`# ${line}\n`);
 
 /** The dev environment's objects, moved into our namespace. */
@@ -187,21 +187,14 @@ describe(`API port-forward tunnel and verify on a real cluster (namespace ${NS})
   });
 
   after(async () => {
-    if (failed) process.stdout.write(`${await diagnostics(NS)}\n`);
+    if (failed()) process.stdout.write(`${await diagnostics(NS)}\n`);
     await kubectl(['delete', 'namespace', NS, '--ignore-not-found', '--wait=true', '--timeout=120s'], { timeoutMs: 150_000 }).catch(
       (err: unknown) => say(`cleanup: ${String(err)}`),
     );
   });
 
   const check = (name: string, fn: () => Promise<void>, timeout = 180_000) =>
-    test(name, { timeout }, async () => {
-      try {
-        await fn();
-      } catch (err) {
-        failed = true;
-        throw err;
-      }
-    });
+    test(name, { timeout }, guard(fn));
 
   check('(a) verifyRegistration through a fresh tunnel passes every step', async () => {
     const lines: string[] = [];

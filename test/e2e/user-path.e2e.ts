@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 import { buildApp } from '../../infra/main.js';
-import { diagnostics, kubectl, kubectlJson, portForward, postJson, readManifests, ROOT, waitFor } from './kube.js';
+import { diagnostics, failureTracker, kubectl, kubectlJson, portForward, postJson, readManifests, ROOT, waitFor } from './kube.js';
 
 const manifests = (() => {
   const r = spawnSync('npm', ['run', '--silent', 'synth', '--', '--env', 'dev'], { cwd: ROOT, encoding: 'utf8' });
@@ -23,7 +23,7 @@ const servicePort: number = service.spec.ports[0].port;
 const inClusterUrl = `http://${service.metadata.name}.${namespace}.svc.cluster.local:${servicePort}`;
 const PASSWORD = 'violet-otter-meadow-42';
 
-let failed = false;
+const { guard, failed } = failureTracker();
 
 async function deleteNamespace(): Promise<void> {
   await kubectl(['delete', 'namespace', namespace, '--ignore-not-found', '--wait=true', '--timeout=120s'], { timeoutMs: 150_000 });
@@ -95,18 +95,9 @@ describe(`e2e on a real cluster: ${namespace}`, { timeout: 15 * 60_000 }, () => 
   });
 
   after(async () => {
-    if (failed) console.log(await diagnostics(namespace));
+    if (failed()) console.log(await diagnostics(namespace));
     await deleteNamespace();
   });
-
-  const guard = (fn: () => Promise<void>) => async () => {
-    try {
-      await fn();
-    } catch (err) {
-      failed = true;
-      throw err;
-    }
-  };
 
   test(
     '1. port-forward to the Service: register 201, duplicate 409, login 200, wrong password 401',
