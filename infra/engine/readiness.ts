@@ -10,7 +10,7 @@
  *   the timeout. Pods of older revisions are ignored: they are on their way out.
  *
  * Pure functions, no I/O: the waiter lists pods/ReplicaSets/EndpointSlices (see `relatedNeeds`) and calls
- * `evaluateHealth` again every second or so. Every rule is checked against objects captured from a real
+ * `evaluateHealth` again on every poll (250 ms to 1 s apart). Every rule is checked against objects captured from a real
  * cluster (test/engine/fixtures).
  */
 import { groupKind, type Health, type KubeObject } from './types.js';
