@@ -41,7 +41,7 @@ export async function gatherEvidence(client: KubeClient, ref: ObjectRef, health:
     const events = await client.list('v1', 'Event', { namespace: ref.namespace }).catch(() => [] as KubeObject[]);
     evidence.events = events
       .filter((e) => uids.includes(e.involvedObject?.uid))
-      .sort((a, b) => eventTime(a) - eventTime(b))
+      .sort((a, b) => eventTime(a) - eventTime(b) || Number(a.metadata.resourceVersion ?? 0) - Number(b.metadata.resourceVersion ?? 0))
       .slice(-EVENT_LIMIT)
       .map((e) => `${e.type} ${e.reason} ${e.involvedObject.kind}/${e.involvedObject.name}: ${String(e.message ?? '').trim()}${e.count > 1 ? ` (×${e.count})` : ''}`);
   }
@@ -64,8 +64,14 @@ export async function gatherEvidence(client: KubeClient, ref: ObjectRef, health:
   return evidence;
 }
 
+/**
+ * When an event last happened, to the second: core events carry second-precision timestamps and
+ * newer ones a microsecond `eventTime`, so both are cut to seconds and ties go by resourceVersion
+ * (the order the API server stored them in).
+ */
 function eventTime(e: KubeObject): number {
-  return Date.parse(e.lastTimestamp ?? e.eventTime ?? e.metadata.creationTimestamp ?? '') || 0;
+  const t = Date.parse(e.series?.lastObservedTime ?? e.lastTimestamp ?? e.eventTime ?? e.metadata.creationTimestamp ?? '') || 0;
+  return Math.floor(t / 1000);
 }
 
 function describeState(state: Record<string, any> | undefined): string {

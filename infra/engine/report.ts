@@ -46,7 +46,8 @@ export class LineReporter implements Reporter {
   }
 
   health(ref: ObjectRef, health: Health): void {
-    const color = health.state === 'ready' ? 'green' : health.state === 'failed' ? 'red' : 'yellow';
+    if (health.state === 'failed') return; // the failure line that follows says it, with the evidence
+    const color = health.state === 'ready' ? 'green' : 'yellow';
     this.line(`  ${this.c(color, health.state.padEnd(11))} ${describeRef(ref)}: ${health.message}`);
   }
 
