@@ -9,7 +9,8 @@
  */
 import { Agent as HttpAgent, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest, type RequestOptions } from 'node:https';
-import { delimiter } from 'node:path';
+import { existsSync } from 'node:fs';
+import { delimiter, join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import type { KubeObject, ObjectRef } from './types.js';
 import { describeRef } from './types.js';
@@ -288,7 +289,16 @@ export function loadKubeConfig(options: Pick<ClientOptions, 'kubeconfig' | 'cont
       more.loadFromFile(file);
       kc.mergeConfig(more, true);
     }
-  } else kc.loadFromDefault();
+  } else {
+    // With nothing to load, client-node silently falls back to http://localhost:8080 and later fails
+    // with a TLS message that hides the real cause; say it instead.
+    const home = process.env.HOME ?? '';
+    const inCluster = existsSync('/var/run/secrets/kubernetes.io/serviceaccount/token') && process.env.KUBERNETES_SERVICE_HOST;
+    if (!process.env.KUBECONFIG && !existsSync(join(home, '.kube', 'config')) && !inCluster) {
+      throw new Error('no kubeconfig found: set KUBECONFIG, pass --kubeconfig <file>, or create ~/.kube/config (for the local test cluster: KUBECONFIG=.cluster/kubeconfig)');
+    }
+    kc.loadFromDefault();
+  }
   if (options.context) {
     if (!kc.getContextObject(options.context)) {
       const known = kc.getContexts().map((c) => c.name);

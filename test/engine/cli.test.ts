@@ -71,6 +71,13 @@ describe('kreg CLI', () => {
     }
   });
 
+  it('no kubeconfig anywhere: the bin says so and how to give one, exit 2', () => {
+    const env = { PATH: process.env.PATH!, HOME: '/nonexistent-home' };
+    const r = spawnSync(process.execPath, [join(ROOT, 'bin/kreg.mjs'), 'status'], { env, encoding: 'utf8', timeout: 30_000 });
+    assert.equal(r.status, EXIT.usage, r.stderr);
+    assert.match(r.stderr, /no kubeconfig found: set KUBECONFIG, pass --kubeconfig <file>, or create ~\/\.kube\/config/);
+  });
+
   it('parses durations and defaults', () => {
     assert.equal(parseDuration('300'), 300_000);
     assert.equal(parseDuration('90s'), 90_000);
