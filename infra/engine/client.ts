@@ -13,7 +13,7 @@ import { existsSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import type { KubeObject, ObjectRef } from './types.js';
-import { describeRef } from './types.js';
+import { refOf } from './types.js';
 
 export interface ClientOptions {
   /** Path to a kubeconfig file; default `$KUBECONFIG`, then `~/.kube/config`, then in-cluster. */
@@ -63,7 +63,7 @@ export class KubeConnectionError extends Error {
   }
 }
 
-export interface RequestOptions2 {
+export interface ApiRequestOptions {
   query?: Record<string, string | number | boolean | undefined>;
   body?: unknown;
   contentType?: string;
@@ -109,12 +109,24 @@ export class KubeClient {
     this.agent.destroy();
   }
 
-  async request<T = any>(method: string, path: string, options: RequestOptions2 = {}): Promise<T> {
+  /**
+   * Headers (and basic auth) for one request. Tokens from exec plugins and auth providers expire, so
+   * for those users the kubeconfig is asked again each time; certificates and static tokens do not
+   * change, so they are taken from what `create` read once (asking again builds an agent and may
+   * re-read certificate files on every call).
+   */
+  private async authOptions(): Promise<RequestOptions> {
+    const user = this.kc.getCurrentUser();
+    if (!user?.exec && !user?.authProvider) return this.tlsOptions;
+    const fresh: RequestOptions = { headers: {} };
+    await this.kc.applyToHTTPSOptions(fresh);
+    return fresh;
+  }
+
+  async request<T = any>(method: string, path: string, options: ApiRequestOptions = {}): Promise<T> {
     const url = new URL(this.server + path);
     for (const [k, v] of Object.entries(options.query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v));
-    // Tokens from exec plugins and auth providers expire: ask the kubeconfig for fresh headers each time.
-    const auth: RequestOptions = { headers: {} };
-    await this.kc.applyToHTTPSOptions(auth);
+    const auth = await this.authOptions();
     const body = options.body === undefined ? undefined : JSON.stringify(options.body);
     const headers: Record<string, string> = {
       ...(auth.headers as Record<string, string>),
@@ -238,7 +250,7 @@ export class KubeClient {
    * `fieldValidation=Strict` makes an unknown or duplicated field an error instead of a silent drop.
    */
   async apply(obj: KubeObject, options: { fieldManager: string; force?: boolean; dryRun?: boolean }): Promise<KubeObject> {
-    const ref: ObjectRef = { apiVersion: obj.apiVersion, kind: obj.kind, name: obj.metadata.name, ...(obj.metadata.namespace ? { namespace: obj.metadata.namespace } : {}) };
+    const ref = refOf(obj);
     try {
       return await this.request<KubeObject>('PATCH', await this.objectPath(ref), {
         body: obj,
@@ -328,4 +340,3 @@ function decodeError(status: number, text: string, method: string, path: string)
   return new KubeApiError(status, reason, `${method} ${path}: HTTP ${status} ${text.slice(0, 200)}`.trim());
 }
 
-export { describeRef };
