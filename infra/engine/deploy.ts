@@ -11,7 +11,6 @@
  * An immediate redeploy changes nothing and records nothing: every object is classified
  * `unchanged`, so no apply is sent; the readiness check uses the objects the plan already fetched.
  */
-import { PRUNE_ANNOTATION, PRUNE_NEVER } from './annotations.js';
 import { KubeApiError, type KubeClient } from './client.js';
 import { gatherEvidence, type Evidence } from './diagnostics.js';
 import {
@@ -30,7 +29,7 @@ import type { Reporter } from './report.js';
 import { listRevisions, recordRevision, type Revision } from './revisions.js';
 import type { Health, KubeObject, ObjectRef } from './types.js';
 import { describeRef, groupKind, refKey, refOf } from './types.js';
-import { waitForReady } from './wait.js';
+import { waitForReady, type WaitResult } from './wait.js';
 
 export const FIELD_MANAGER = 'kreg';
 
@@ -267,10 +266,13 @@ export async function deploy(client: KubeClient, input: KubeObject[], target: Ta
     const known = new Map<string, KubeObject>();
     // The parent lives in a namespace, so it is written once the namespaces phase is through.
     let parentWritten = !parentChanged;
+    // What the parent in the cluster says now, so the final write can be skipped when it says it already.
+    let parentInCluster: ParentState | undefined = liveParent ? parent : undefined;
     const writeParent = async () => {
       if (parentWritten) return;
       await client.apply(parentObject(set, superset), { fieldManager: manager, force: true });
       parentWritten = true;
+      parentInCluster = superset;
     };
     for (const group of byPhase(prepared.objects)) {
       if (group.phase !== 'namespaces') await writeParent();
@@ -322,23 +324,10 @@ export async function deploy(client: KubeClient, input: KubeObject[], target: Ta
       mark('wait', t);
       healthByKey = result.health;
       fillObjects(report, prepared.objects, changes, healthByKey);
-      if (result.outcome === 'failed') {
-        const f = result.failed!;
-        const evidence = await gatherEvidence(client, f.ref, f.health);
-        await recordRun(client, set, manager, prepared.objects, parent.revision, superset, 'failed', options.description, report.changed, true);
-        throw new EngineError(EXIT.failed, `${f.health.reason}: ${f.health.message}`, f.ref, evidence);
-      }
-      if (result.outcome === 'timeout') {
-        const first = result.pending[0]!;
-        const h = result.health.get(refKey(first));
-        const evidence = await gatherEvidence(client, first, h ?? { state: 'progressing', reason: 'Unknown', message: '' });
-        await recordRun(client, set, manager, prepared.objects, parent.revision, superset, 'failed', options.description, report.changed, true);
-        throw new EngineError(
-          EXIT.timeout,
-          `not ready after ${Math.round(options.timeoutMs / 1000)} s: ${result.pending.map((p) => `${describeRef(p)} (${result.health.get(refKey(p))?.message ?? 'no status'})`).join('; ')}`,
-          first,
-          evidence,
-        );
+      const failure = await waitFailure(client, result, options.timeoutMs);
+      if (failure) {
+        await recordRun(client, set, manager, prepared.objects, parent.revision, parentInCluster, superset, 'failed', options.description, report.changed, true);
+        throw failure;
       }
       r.step(`wait: all ${prepared.objects.length} objects ready (${timings.wait} ms)`);
     } else {
@@ -371,16 +360,7 @@ export async function deploy(client: KubeClient, input: KubeObject[], target: Ta
       namespaces: options.prune ? prepared.namespaces : superset.namespaces,
       revision: parent.revision,
     };
-    const sameParent =
-      liveParent !== undefined &&
-      !parentChanged &&
-      [...exact.groupKinds].sort().join() === [...parent.groupKinds].sort().join() &&
-      [...exact.namespaces].sort().join() === [...parent.namespaces].sort().join();
-    if (!report.changed && parent.revision > 0 && sameParent) {
-      report.revision = parent.revision; // a no-op: the parent already says all of this
-    } else {
-      report.revision = await recordRun(client, set, manager, prepared.objects, parent.revision, exact, 'deployed', options.description, report.changed, false);
-    }
+    report.revision = await recordRun(client, set, manager, prepared.objects, parent.revision, parentInCluster, exact, 'deployed', options.description, report.changed, false);
     report.ok = true;
     report.exitCode = EXIT.ok;
   } catch (err) {
@@ -411,8 +391,9 @@ function fillObjects(report: DeployReport, objects: KubeObject[], changes: Map<s
 }
 
 /**
- * Writes the parent with its final kinds and, when something changed (or the run failed after
- * changing something), the next revision. Returns the current revision number.
+ * Writes the parent with its final kinds (unless `inCluster`, what it says now, already matches)
+ * and, when something changed (or the run failed after changing something), the next revision.
+ * Returns the current revision number.
  */
 async function recordRun(
   client: KubeClient,
@@ -420,6 +401,7 @@ async function recordRun(
   manager: string,
   objects: KubeObject[],
   previous: number,
+  inCluster: ParentState | undefined,
   parentState: ParentState,
   status: Revision['status'],
   description: string,
@@ -427,7 +409,10 @@ async function recordRun(
   failed: boolean,
 ): Promise<number> {
   if (!changed && previous > 0) {
-    await client.apply(parentObject(set, { ...parentState, revision: previous }), { fieldManager: manager, force: true });
+    const same = (a: string[], b: string[]) => [...a].sort().join() === [...b].sort().join();
+    if (!inCluster || !same(inCluster.groupKinds, parentState.groupKinds) || !same(inCluster.namespaces, parentState.namespaces)) {
+      await client.apply(parentObject(set, { ...parentState, revision: previous }), { fieldManager: manager, force: true });
+    }
     return previous;
   }
   const history = await listRevisions(client, set);
@@ -466,14 +451,25 @@ export async function listMembers(client: KubeClient, set: ApplySetRef, parent: 
 
 async function gateOn(client: KubeClient, refs: ObjectRef[], timeoutMs: number, r: Reporter, pollMs: number | undefined, known: Map<string, KubeObject>): Promise<void> {
   const result = await waitForReady(client, refs, { timeoutMs, onChange: (ref, h) => r.health(ref, h), ...(pollMs ? { pollMs } : {}) });
+  const failure = await waitFailure(client, result, timeoutMs);
+  if (failure) throw failure;
+  for (const ref of refs) known.delete(refKey(ref));
+}
+
+/** A wait that did not end ready, as the error to report: the failed (or first pending) object with its evidence. */
+async function waitFailure(client: KubeClient, result: WaitResult, timeoutMs: number): Promise<EngineError | undefined> {
   if (result.outcome === 'failed') {
     const f = result.failed!;
-    throw new EngineError(EXIT.failed, `${f.health.reason}: ${f.health.message}`, f.ref, await gatherEvidence(client, f.ref, f.health));
+    return new EngineError(EXIT.failed, `${f.health.reason}: ${f.health.message}`, f.ref, await gatherEvidence(client, f.ref, f.health));
   }
   if (result.outcome === 'timeout') {
-    throw new EngineError(EXIT.timeout, `not ready in time: ${result.pending.map(describeRef).join(', ')}`, result.pending[0]);
+    const first = result.pending[0]!;
+    const h = result.health.get(refKey(first));
+    const evidence = await gatherEvidence(client, first, h ?? { state: 'progressing', reason: 'Unknown', message: '' });
+    const pending = result.pending.map((p) => `${describeRef(p)} (${result.health.get(refKey(p))?.message ?? 'no status'})`).join('; ');
+    return new EngineError(EXIT.timeout, `not ready after ${Math.round(timeoutMs / 1000)} s: ${pending}`, first, evidence);
   }
-  for (const ref of refs) known.delete(refKey(ref));
+  return undefined;
 }
 
 export function toEngineError(err: unknown): EngineError {
@@ -497,5 +493,3 @@ export async function mapLimit<T>(items: T[], limit: number, fn: (item: T) => Pr
   });
   await Promise.all(workers);
 }
-
-export { PRUNE_ANNOTATION, PRUNE_NEVER };

@@ -11,7 +11,7 @@
 import { createHash } from 'node:crypto';
 import { PRUNE_ANNOTATION, PRUNE_NEVER } from './annotations.js';
 import type { KubeObject, ObjectRef } from './types.js';
-import { groupKind, refKey } from './types.js';
+import { groupKind, refKey, refOf } from './types.js';
 
 export const APPLYSET_ID_LABEL = 'applyset.kubernetes.io/id';
 export const APPLYSET_PART_OF_LABEL = 'applyset.kubernetes.io/part-of';
@@ -103,7 +103,7 @@ export function decidePrune(members: KubeObject[], desired: ObjectRef[]): PruneD
   const wanted = new Set(desired.map(refKey));
   const out: PruneDecision = { prune: [], kept: [] };
   for (const m of members) {
-    if (wanted.has(refKey({ apiVersion: m.apiVersion, kind: m.kind, name: m.metadata.name, ...(m.metadata.namespace ? { namespace: m.metadata.namespace } : {}) }))) continue;
+    if (wanted.has(refKey(refOf(m)))) continue;
     if (m.metadata.deletionTimestamp) continue;
     if (m.metadata.annotations?.[PRUNE_ANNOTATION] === PRUNE_NEVER) {
       out.kept.push({ object: m, why: `annotated ${PRUNE_ANNOTATION}: ${PRUNE_NEVER}` });

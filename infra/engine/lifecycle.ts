@@ -4,14 +4,14 @@
  */
 import { PRUNE_ANNOTATION, PRUNE_NEVER } from './annotations.js';
 import type { KubeClient } from './client.js';
-import { deploy, EXIT, EngineError, FIELD_MANAGER, listMembers, mapLimit, type DeployOptions, type DeployReport, type Target } from './deploy.js';
+import { deploy, EXIT, EngineError, listMembers, mapLimit, type DeployOptions, type DeployReport, type Target } from './deploy.js';
 import { readParent, type ApplySetRef } from './inventory.js';
 import { byPhase } from './plan.js';
 import { evaluateHealth } from './readiness.js';
 import type { Reporter } from './report.js';
 import { listRevisions, revisionName, type Revision } from './revisions.js';
 import type { Health, KubeObject, ObjectRef } from './types.js';
-import { describeRef, refOf } from './types.js';
+import { describeRef, refKey, refOf } from './types.js';
 import { fetchRelated } from './wait.js';
 
 function parentRef(set: ApplySetRef): ObjectRef {
@@ -88,7 +88,8 @@ export async function destroy(
     else if (m.kind === 'Namespace' && keptNamespaces.has(m.metadata.name)) report.kept.push({ ref: refOf(m), why: 'holds kept objects' });
   }
   for (const k of report.kept) r.action(k.ref, 'kept', k.why);
-  const doomed = members.filter((m) => !report.kept.some((k) => k.ref.kind === m.kind && k.ref.name === m.metadata.name && k.ref.namespace === m.metadata.namespace));
+  const keptKeys = new Set(report.kept.map((k) => refKey(k.ref)));
+  const doomed = members.filter((m) => !keptKeys.has(refKey(refOf(m))));
   for (const group of byPhase(doomed, true)) {
     await mapLimit(group.objects, 8, async (obj) => {
       if (await client.delete(refOf(obj))) {
@@ -117,5 +118,3 @@ export async function destroy(
   if (!report.ok) r.warn(`still terminating after ${Math.round(options.timeoutMs / 1000)} s: ${report.remaining.map(describeRef).join(', ')}`);
   return report;
 }
-
-export { FIELD_MANAGER };
