@@ -18,7 +18,7 @@ import { deploy, EXIT, type DeployReport } from '../../infra/engine/deploy.js';
 import { applySetId } from '../../infra/engine/inventory.js';
 import { SilentReporter } from '../../infra/engine/report.js';
 import type { KubeObject } from '../../infra/engine/types.js';
-import { diagnostics, failureTracker, KUBECONFIG, kubectl, kubectlJson, ROOT } from './kube.js';
+import { deleteNamespace, diagnostics, failureTracker, KUBECONFIG, kubectl, kubectlJson, ROOT } from './kube.js';
 
 const ENV = 'dev';
 const target = targetFor(ENV);
@@ -66,7 +66,7 @@ const { guard, failed } = failureTracker();
 
 async function clean(): Promise<void> {
   await kreg('destroy', '--env', ENV, '--include-kept', '--timeout', '120s');
-  await kubectl(['delete', 'namespace', NS, '--ignore-not-found', '--wait=true', '--timeout=120s'], { timeoutMs: 150_000 });
+  await deleteNamespace(NS);
 }
 
 describe('kreg on a real cluster', { timeout: 20 * 60_000 }, () => {

@@ -72,6 +72,11 @@ export async function waitFor<T>(
   }
 }
 
+/** Deletes a namespace and waits until it is gone (its objects with it); absent is fine. */
+export async function deleteNamespace(namespace: string): Promise<void> {
+  await kubectl(['delete', 'namespace', namespace, '--ignore-not-found', '--wait=true', '--timeout=120s'], { timeoutMs: 150_000 });
+}
+
 /**
  * Remembers whether any test of a suite failed, so its `after` hook prints the cluster's evidence
  * (pods, events, logs) only when there is something to explain.

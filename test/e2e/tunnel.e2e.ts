@@ -18,7 +18,7 @@ import { KubeConfig } from '@kubernetes/client-node';
 import { openServiceTunnel, type ServiceTunnel } from '../../infra/engine/tunnel.js';
 import { buildApp } from '../../infra/main.js';
 import { verifyRegistration, verifyThrough, type VerifyStep } from '../../infra/verify.js';
-import { diagnostics, failureTracker, KUBECONFIG, kubectl, kubectlJson, waitFor } from './kube.js';
+import { deleteNamespace, diagnostics, failureTracker, KUBECONFIG, kubectl, kubectlJson, waitFor } from './kube.js';
 
 const NS = `kreg-tunnel-${randomBytes(3).toString('hex')}`;
 const SELECTOR = 'app.kubernetes.io/name=registration,app.kubernetes.io/instance=registration-dev,app.kubernetes.io/component=api';
@@ -188,7 +188,7 @@ describe(`API port-forward tunnel and verify on a real cluster (namespace ${NS})
 
   after(async () => {
     if (failed()) process.stdout.write(`${await diagnostics(NS)}\n`);
-    await kubectl(['delete', 'namespace', NS, '--ignore-not-found', '--wait=true', '--timeout=120s'], { timeoutMs: 150_000 }).catch(
+    await deleteNamespace(NS).catch(
       (err: unknown) => say(`cleanup: ${String(err)}`),
     );
   });

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 import { buildApp } from '../../infra/main.js';
-import { diagnostics, failureTracker, kubectl, kubectlJson, portForward, postJson, readManifests, ROOT, waitFor } from './kube.js';
+import { deleteNamespace, diagnostics, failureTracker, kubectl, kubectlJson, portForward, postJson, readManifests, ROOT, waitFor } from './kube.js';
 
 const manifests = (() => {
   const r = spawnSync('npm', ['run', '--silent', 'synth', '--', '--env', 'dev'], { cwd: ROOT, encoding: 'utf8' });
@@ -24,10 +24,6 @@ const inClusterUrl = `http://${service.metadata.name}.${namespace}.svc.cluster.l
 const PASSWORD = 'violet-otter-meadow-42';
 
 const { guard, failed } = failureTracker();
-
-async function deleteNamespace(): Promise<void> {
-  await kubectl(['delete', 'namespace', namespace, '--ignore-not-found', '--wait=true', '--timeout=120s'], { timeoutMs: 150_000 });
-}
 
 async function rolledOut(): Promise<void> {
   await kubectl(['-n', namespace, 'rollout', 'status', `${workload.kind.toLowerCase()}/${workload.metadata.name}`, '--timeout=180s'], {
@@ -87,7 +83,7 @@ async function runClientPod(name: string, script: string): Promise<string> {
 
 describe(`e2e on a real cluster: ${namespace}`, { timeout: 15 * 60_000 }, () => {
   before(async () => {
-    await deleteNamespace();
+    await deleteNamespace(namespace);
     const t0 = performance.now();
     await kubectl(['apply', '--server-side', '--field-manager=kreg', '-f', `${ROOT}dist/`]);
     await rolledOut();
@@ -96,7 +92,7 @@ describe(`e2e on a real cluster: ${namespace}`, { timeout: 15 * 60_000 }, () => 
 
   after(async () => {
     if (failed()) console.log(await diagnostics(namespace));
-    await deleteNamespace();
+    await deleteNamespace(namespace);
   });
 
   test(
