@@ -15,6 +15,7 @@ import type { Metrics } from './http/metrics.js';
 import { ProblemType, problem, type FieldError } from './http/problem.js';
 import { RateLimiter } from './http/rate-limit.js';
 import type { Lifecycle } from './lifecycle.js';
+import { DatabaseUnavailableError } from './db/guard.js';
 import { describeError, type Logger } from './logger.js';
 import { OverloadedError } from './users/hasher.js';
 import { LoginRequest, LoginResult, Problem, RegisterRequest, User, UserIdParam } from './users/schemas.js';
@@ -33,7 +34,7 @@ export interface AppDeps {
   metrics: Metrics;
   logger: Logger;
   lifecycle: Lifecycle;
-  /** Resolves when the database answers; rejects with the reason otherwise. */
+  /** Resolves when the database can serve; rejects with an error whose message says why not. */
   checkDatabase: () => Promise<void>;
   options: AppOptions;
 }
@@ -70,7 +71,7 @@ const registerRoute = createRoute({
     413: problemResponse('Body larger than the limit.'),
     415: problemResponse('Content-Type is not application/json.'),
     429: problemResponse('Too many registrations from this client; see Retry-After.'),
-    503: problemResponse('Password hashing capacity exhausted; see Retry-After.'),
+    503: problemResponse('Password hashing capacity exhausted, or the database did not answer in time; see Retry-After. Nothing was stored.'),
   },
 });
 
@@ -86,7 +87,7 @@ const loginRoute = createRoute({
     413: problemResponse('Body larger than the limit.'),
     415: problemResponse('Content-Type is not application/json.'),
     429: problemResponse('Too many login attempts from this client; see Retry-After.'),
-    503: problemResponse('Password hashing capacity exhausted; see Retry-After.'),
+    503: problemResponse('Password hashing capacity exhausted, or the database did not answer in time; see Retry-After.'),
   },
 });
 
@@ -99,6 +100,7 @@ const getUserRoute = createRoute({
     200: { description: 'The user.', content: { 'application/json': { schema: User } } },
     400: problemResponse('The id is not a UUID.'),
     404: problemResponse('No such user.'),
+    503: problemResponse('The database did not answer in time; see Retry-After.'),
   },
 });
 
@@ -117,9 +119,15 @@ const readyzRoute = createRoute({
   summary: 'Readiness: started, not draining, and the database answers',
   responses: {
     200: { description: 'Ready to take traffic.', content: { 'application/json': { schema: healthResponse } } },
-    503: problemResponse('Starting, draining, or the database is unreachable.'),
+    503: problemResponse('Starting, draining, the database is unreachable, or its writes are failing.'),
   },
 });
+
+function failureOutcome(err: unknown): string {
+  if (err instanceof OverloadedError) return 'overloaded';
+  if (err instanceof DatabaseUnavailableError) return 'unavailable';
+  return 'error';
+}
 
 /** Maps zod issues to RFC 9457 field errors with JSON Pointers into the body. */
 function fieldErrors(error: ZodError): FieldError[] {
@@ -258,7 +266,7 @@ export function buildApp(deps: AppDeps): OpenAPIHono<Env> {
           errors: [{ pointer: '#/username', code: 'taken', detail: 'is already registered' }],
         }) as never;
       }
-      metrics.registrations.inc({ outcome: err instanceof OverloadedError ? 'overloaded' : 'error' });
+      metrics.registrations.inc({ outcome: failureOutcome(err) });
       throw err;
     }
   });
@@ -278,7 +286,7 @@ export function buildApp(deps: AppDeps): OpenAPIHono<Env> {
       metrics.logins.inc({ outcome: 'success' });
       return c.json({ id: user.id, username: user.username }, 200);
     } catch (err) {
-      metrics.logins.inc({ outcome: err instanceof OverloadedError ? 'overloaded' : 'error' });
+      metrics.logins.inc({ outcome: failureOutcome(err) });
       throw err;
     }
   });
@@ -301,7 +309,7 @@ export function buildApp(deps: AppDeps): OpenAPIHono<Env> {
     try {
       await deps.checkDatabase();
     } catch (err) {
-      return notReady(`database unreachable: ${err instanceof Error ? err.message : String(err)}`);
+      return notReady(err instanceof Error ? err.message : String(err));
     }
     return c.json({ status: 'ready' }, 200);
   });
@@ -354,6 +362,17 @@ export function buildApp(deps: AppDeps): OpenAPIHono<Env> {
         type: ProblemType.overloaded,
         title: 'Service overloaded',
         detail: `password hashing capacity is exhausted; retry in ${err.retryAfterSeconds} s`,
+        headers: { 'retry-after': String(err.retryAfterSeconds) },
+      });
+    }
+    if (err instanceof DatabaseUnavailableError) {
+      // Not logged per request: the guard logs once when writes start and stop failing, and a
+      // flood of identical lines during an outage would hide everything else.
+      return problem(c, {
+        status: 503,
+        type: ProblemType.databaseUnavailable,
+        title: 'Database unavailable',
+        detail: `the database did not answer in time; nothing was changed; retry in ${err.retryAfterSeconds} s`,
         headers: { 'retry-after': String(err.retryAfterSeconds) },
       });
     }

@@ -38,6 +38,8 @@ const envSchema = z.object({
   [ENV.databaseUrl]: databaseUrl.default(DEFAULT_DATABASE_URL),
   [ENV.databaseAuthToken]: z.string().optional(),
   [ENV.databaseMigrate]: z.enum(['auto', 'always', 'never']).default('auto'),
+  // Well under a client's patience and the readiness probe's 3 s timeout; see DatabaseGuard.
+  [ENV.databaseTimeoutMs]: nonNegativeInt(100, 60_000).default(2000),
   [ENV.logLevel]: z.enum(LOG_LEVELS).default('info'),
   [ENV.bodyLimitBytes]: nonNegativeInt(256, 1024 * 1024).default(16 * 1024),
   [ENV.rateLimitWindowSeconds]: nonNegativeInt(1, 86_400).default(60),
@@ -67,7 +69,13 @@ export interface HashConfig {
 export interface Config {
   port: number;
   host: string;
-  database: { url: string; authToken?: string; migrate: 'auto' | 'always' | 'never' };
+  database: {
+    url: string;
+    authToken?: string;
+    migrate: 'auto' | 'always' | 'never';
+    /** Deadline of every database call (and the embedded busy timeout). */
+    timeoutMs: number;
+  };
   logLevel: (typeof LOG_LEVELS)[number];
   bodyLimitBytes: number;
   rateLimit: { windowSeconds: number; register: number; login: number };
@@ -134,6 +142,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       url: e[ENV.databaseUrl],
       ...(e[ENV.databaseAuthToken] ? { authToken: e[ENV.databaseAuthToken] } : {}),
       migrate: e[ENV.databaseMigrate],
+      timeoutMs: e[ENV.databaseTimeoutMs],
     },
     logLevel: e[ENV.logLevel],
     bodyLimitBytes: e[ENV.bodyLimitBytes],

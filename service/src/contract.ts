@@ -23,6 +23,7 @@ export const ENV = {
   databaseUrl: 'DATABASE_URL',
   databaseAuthToken: 'DATABASE_AUTH_TOKEN',
   databaseMigrate: 'DATABASE_MIGRATE',
+  databaseTimeoutMs: 'DATABASE_TIMEOUT_MS',
   logLevel: 'LOG_LEVEL',
   bodyLimitBytes: 'BODY_LIMIT_BYTES',
   rateLimitWindowSeconds: 'RATE_LIMIT_WINDOW_SECONDS',

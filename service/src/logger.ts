@@ -1,10 +1,20 @@
+import { DrizzleQueryError } from 'drizzle-orm/errors';
 import { pino, type Logger } from 'pino';
 
 export type { Logger };
 
+/** A PHC-encoded argon2 hash anywhere in a string (the `$argon2id$v=19$m=…$salt$hash` form). */
+const PHC_HASH = /\$argon2(?:id|i|d)\$[^\s"'`,;)\]}]*/g;
+
+/** Replaces every argon2 hash in `text`; cheap when there is none (one `includes`). */
+export function redactHashes(text: string): string {
+  return text.includes('$argon2') ? text.replace(PHC_HASH, '[redacted hash]') : text;
+}
+
 /**
- * JSON lines on stdout. Request bodies are never logged; the redaction list is a second line of
- * defence in case a future log call passes an object that carries credentials.
+ * JSON lines on stdout. Request bodies are never logged; the redaction list and the hash scrub on
+ * the serialized line are further lines of defence in case a future log call passes an object, or
+ * an error message, that carries credentials.
  */
 export function createLogger(level: string, destination?: pino.DestinationStream): Logger {
   return pino(
@@ -17,27 +27,38 @@ export function createLogger(level: string, destination?: pino.DestinationStream
         paths: ['password', '*.password', 'passwordHash', '*.passwordHash', 'authToken', '*.authToken', 'headers.authorization'],
         censor: '[redacted]',
       },
+      hooks: { streamWrite: redactHashes },
     },
     destination,
   );
 }
 
 /**
- * What is safe to log about an error: its class, code and message, never the object itself.
- * drizzle's errors embed the failed SQL *and its parameters* (a password hash) in `message`,
- * so for those only the underlying driver error is described.
+ * True for an error that carries a statement's parameters. drizzle wraps every failed query in a
+ * DrizzleQueryError whose `message` (and so `stack`) quotes the SQL *with its parameters*: the
+ * user id, the username and the password hash. Its `name` stays "Error" (drizzle-orm 0.45), so it
+ * is recognised by class, and, should another layer wrap queries the same way, by its `params`.
  */
-export function describeError(err: unknown): Record<string, unknown> {
-  if (!(err instanceof Error)) return { error: String(err) };
+function carriesQueryParameters(err: Error): boolean {
+  return err instanceof DrizzleQueryError || 'params' in err;
+}
+
+/**
+ * What is safe to log about an error: its class, code, message and stack, and the same for its
+ * causes — never the object itself, and for query errors only their cause (the driver's code and
+ * message), never the statement or its parameters.
+ */
+export function describeError(err: unknown, depth = 0): Record<string, unknown> {
+  if (!(err instanceof Error)) return { error: redactHashes(String(err)) };
   const cause = (err as { cause?: unknown }).cause;
-  if (err.name === 'DrizzleQueryError' && cause instanceof Error) {
-    return { error: 'database query failed', cause: describeError(cause) };
-  }
+  const describedCause = cause !== undefined && depth < 3 ? { cause: describeError(cause, depth + 1) } : {};
+  if (carriesQueryParameters(err)) return { error: 'database query failed', ...describedCause };
   const code = (err as { code?: unknown }).code;
   return {
     error: err.name,
-    message: err.message,
+    message: redactHashes(err.message),
     ...(code !== undefined ? { code } : {}),
-    ...(err.stack ? { stack: err.stack.split('\n').slice(0, 8).join('\n') } : {}),
+    ...(err.stack ? { stack: redactHashes(err.stack.split('\n').slice(0, 8).join('\n')) } : {}),
+    ...describedCause,
   };
 }

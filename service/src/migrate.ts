@@ -26,7 +26,7 @@ async function main(): Promise<number> {
     try {
       await migrateDatabase(database);
     } finally {
-      database.close();
+      await database.close();
     }
     logger.info({ durationMs: Math.round(performance.now() - t0), embedded: database.embedded }, 'migrations applied');
     return 0;

@@ -13,7 +13,8 @@ import { pathToFileURL } from 'node:url';
 import { serve } from '@hono/node-server';
 import { buildApp } from './app.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
-import { migrateDatabase, openDatabase, pingDatabase, type DatabaseHandle } from './db/client.js';
+import { checkDatabase, migrateDatabase, openDatabase, type DatabaseHandle } from './db/client.js';
+import { DatabaseGuard } from './db/guard.js';
 import { Metrics } from './http/metrics.js';
 import { Lifecycle } from './lifecycle.js';
 import { createLogger, describeError, type Logger } from './logger.js';
@@ -45,8 +46,15 @@ export function assembleApp(opts: {
   const { config, database, logger, lifecycle } = opts;
   const hasher = new PasswordHasher(config.hash);
   const metrics = new Metrics({ hasher, defaultMetrics: opts.defaultMetrics ?? false });
+  const guard = new DatabaseGuard(config.database.timeoutMs, {
+    // Logged once per change, so `kubectl logs` (and kreg's evidence) say why readiness turned.
+    onWritePathChange: (failure) =>
+      failure
+        ? logger.warn({ reason: failure.reason }, 'database writes failing: readiness off until a write succeeds')
+        : logger.info('database writes succeed again'),
+  });
   const users = new UserService(
-    new UserStore(database.db),
+    new UserStore(database.db, guard),
     hasher,
     (err) => logger.warn(describeError(err), 'password rehash failed'),
     () => metrics.rehashes.inc(),
@@ -56,10 +64,10 @@ export function assembleApp(opts: {
     metrics,
     logger,
     lifecycle,
-    checkDatabase: () => pingDatabase(database),
+    checkDatabase: () => checkDatabase(database, guard),
     options: { bodyLimitBytes: config.bodyLimitBytes, rateLimit: config.rateLimit, trustProxyHops: config.trustProxyHops },
   });
-  return { app, hasher, metrics };
+  return { app, hasher, metrics, guard };
 }
 
 export async function startServer(config: Config, logger: Logger): Promise<RunningServer> {
@@ -116,7 +124,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
         logger.warn('grace period exhausted; closing remaining connections');
         server.closeAllConnections();
       }
-      database.close();
+      await database.close();
       logger.info({ forced: timedOut }, 'shutdown complete');
       return timedOut ? 1 : 0;
     })();

@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
+import { after } from 'node:test';
 import { loadConfig, type Config } from '../../service/src/config.js';
 import { migrateDatabase, openDatabase, type DatabaseHandle } from '../../service/src/db/client.js';
 import { Lifecycle } from '../../service/src/lifecycle.js';
@@ -17,11 +18,32 @@ export function tempDir(prefix = 'kreg-test-'): { path: string; remove(): void }
   return { path, remove: () => rmSync(path, { recursive: true, force: true }) };
 }
 
-/** Collects log lines in memory so tests can assert on them (e.g. that no password is logged). */
+/**
+ * Every password a test sends through `json()`, so a log line that contains one can be caught
+ * wherever it was written. (Short strings are left out: they would match by accident.)
+ */
+const sentPasswords = new Set<string>();
+const secretsInLogs: string[] = [];
+
+/** Records a log line that carries a password the tests sent or any argon2 hash. */
+export function watchLogLine(line: string, source: string): void {
+  const leaked = line.includes('$argon2') ? 'an argon2 hash' : [...sentPasswords].find((p) => line.includes(p)) && 'a password';
+  if (leaked) secretsInLogs.push(`${source} logged ${leaked}: ${line.replace(/\$argon2[^"]*/g, '$argon2…').slice(0, 400)}`);
+}
+
+// Every test file that logs through these helpers fails if any line, in any test, leaked a secret.
+after(() => {
+  if (secretsInLogs.length > 0) throw new Error(`secrets in logs:\n${secretsInLogs.join('\n')}`);
+});
+
+/** Collects log lines in memory so tests can assert on them; every line is checked for secrets. */
 export class LogCapture extends Writable {
   readonly lines: string[] = [];
   override _write(chunk: Buffer, _enc: string, cb: () => void): void {
-    this.lines.push(...chunk.toString().split('\n').filter(Boolean));
+    for (const line of chunk.toString().split('\n').filter(Boolean)) {
+      watchLogLine(line, 'the service');
+      this.lines.push(line);
+    }
     cb();
   }
   get text(): string {
@@ -61,7 +83,7 @@ export async function createTestApp(env: Record<string, string> = {}): Promise<T
   await migrateDatabase(database);
   const lifecycle = new Lifecycle();
   lifecycle.markReady();
-  const { app, hasher, metrics } = assembleApp({
+  const { app, hasher, metrics, guard } = assembleApp({
     config,
     database,
     logger,
@@ -71,12 +93,13 @@ export async function createTestApp(env: Record<string, string> = {}): Promise<T
     app,
     database,
     hasher,
+    guard,
     lifecycle,
     metrics,
     logs,
     dir: dir.path,
     close: () => {
-      database.close();
+      void database.close();
       dir.remove();
     },
   };
@@ -93,6 +116,8 @@ export async function startTestServer(
 }
 
 export function json(body: unknown, headers: Record<string, string> = {}): RequestInit {
+  const password = (body as { password?: unknown } | null)?.password;
+  if (typeof password === 'string' && password.length >= 8) sentPasswords.add(password);
   return {
     method: 'POST',
     headers: { 'content-type': 'application/json', ...headers },

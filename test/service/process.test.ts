@@ -8,7 +8,7 @@ import { Agent as HttpAgent, request as httpRequest } from 'node:http';
 import { createInterface } from 'node:readline';
 import { test } from 'node:test';
 import { createClient } from '@libsql/client';
-import { GOOD_PASSWORD, json, tempDir } from './helpers.js';
+import { GOOD_PASSWORD, json, tempDir, watchLogLine } from './helpers.js';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
 const NODE_ARGS = ['--import', 'tsx'];
@@ -37,6 +37,7 @@ async function startChild(dir: string, extra: Record<string, string>): Promise<{
   const lines = createInterface({ input: child.stdout! });
   const port = await new Promise<number>((resolve, reject) => {
     lines.on('line', (line) => {
+      watchLogLine(line, 'the server process');
       logs.push(line);
       try {
         const entry = JSON.parse(line) as { msg?: string; port?: number };

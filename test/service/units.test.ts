@@ -38,6 +38,8 @@ describe('config', () => {
   test('each bad value names its variable', () => {
     const bad: Array<[Record<string, string>, string]> = [
       [{ PORT: '70000' }, 'PORT'],
+      [{ DATABASE_TIMEOUT_MS: '50' }, 'DATABASE_TIMEOUT_MS'],
+      [{ DATABASE_TIMEOUT_MS: 'soon' }, 'DATABASE_TIMEOUT_MS'],
       [{ PORT: '-1' }, 'PORT'],
       [{ HASH_ITERATIONS: '1' }, 'HASH_ITERATIONS'],
       [{ HASH_CONCURRENCY: '64' }, 'HASH_CONCURRENCY'],

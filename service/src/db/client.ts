@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { createClient, type Client } from '@libsql/client';
 import { drizzle, type LibSQLDatabase } from 'drizzle-orm/libsql';
 import { migrate } from 'drizzle-orm/libsql/migrator';
+import { DatabaseUnavailableError, type DatabaseGuard } from './guard.js';
 import * as schema from './schema.js';
 
 export type Database = LibSQLDatabase<typeof schema>;
@@ -13,7 +14,8 @@ export interface DatabaseHandle {
   client: Client;
   /** True for a local file (embedded, single writer); false for a libsql server. */
   embedded: boolean;
-  close(): void;
+  /** Closes the connection; resolves once its sockets are gone (bounded), so a WebSocket says goodbye. */
+  close(): Promise<void>;
 }
 
 /** `service/drizzle` in the source tree and `build/service/drizzle` in the built image. */
@@ -36,27 +38,49 @@ export function filePathOf(url: string): string | undefined {
  * which lets readers (readiness checks) proceed while a registration commits. SQLite's default
  * `synchronous=FULL` is kept: an acknowledged registration survives a power cut.
  */
-export async function openDatabase(opts: { url: string; authToken?: string }): Promise<DatabaseHandle> {
+export async function openDatabase(opts: { url: string; authToken?: string; timeoutMs: number }): Promise<DatabaseHandle> {
   const path = filePathOf(opts.url);
   if (path) mkdirSync(dirname(path), { recursive: true });
   const embedded = isEmbeddedUrl(opts.url);
+  const overHttp = /^(https?:|libsql:)/.test(opts.url);
   const client = createClient({
     url: opts.url,
     ...(opts.authToken ? { authToken: opts.authToken } : {}),
     // Native file calls are synchronous on the event loop, so more than one connection buys nothing
-    // and would need its pragmas repeated; a busy timeout covers a concurrent `migrate` process.
-    ...(embedded ? { concurrency: 1, timeout: 5000 } : {}),
+    // and would need its pragmas repeated. The busy timeout (a concurrent `migrate` process, or the
+    // surge pod of a rollout, holding the write lock) blocks the event loop while it waits, so it is
+    // the database deadline and no longer: past it the caller gets SQLITE_BUSY, answered as a 503.
+    ...(embedded ? { concurrency: 1, timeout: opts.timeoutMs } : {}),
+    // Over HTTP each statement is a fetch: abort it shortly after the guard's deadline has answered
+    // the caller, so a server that never responds does not pile up open sockets.
+    ...(overHttp ? { fetch: abortableFetch(opts.timeoutMs + 500) } : {}),
   });
   if (path) {
     await client.execute('PRAGMA journal_mode = WAL');
-    await client.execute('PRAGMA busy_timeout = 5000');
+    await client.execute(`PRAGMA busy_timeout = ${Math.round(opts.timeoutMs)}`);
   }
   return {
     db: drizzle(client, { schema }),
     client,
     embedded,
-    close: () => client.close(),
+    close: async () => {
+      client.close();
+      // A WebSocket client's close() only starts the closing handshake. Wait (briefly) for it to
+      // finish, so the process does not exit under a half-closed connection to the server.
+      if (/^wss?:/.test(opts.url)) await socketsGone(1000);
+    },
   };
+}
+
+function abortableFetch(ms: number) {
+  return (request: Request) => fetch(request, { signal: AbortSignal.timeout(ms) });
+}
+
+/** Resolves when the process has no open TCP/TLS sockets left, or after `ms`. */
+async function socketsGone(ms: number): Promise<void> {
+  const until = Date.now() + ms;
+  const open = () => process.getActiveResourcesInfo().some((r) => r === 'TCPSocketWrap' || r === 'TLSWrap');
+  while (open() && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
 }
 
 /** Applies pending migrations. Idempotent: already-applied migrations are skipped. */
@@ -64,17 +88,19 @@ export async function migrateDatabase(handle: DatabaseHandle): Promise<void> {
   await migrate(handle.db, { migrationsFolder: MIGRATIONS_DIR });
 }
 
-/** Cheap round trip used by readiness: proves the database answers, not just that a handle exists. */
-export async function pingDatabase(handle: DatabaseHandle, timeoutMs = 2000): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
+/**
+ * Readiness of the database for this process. Normally a cheap round trip (`SELECT 1`). While the
+ * guard has seen writes fail, a write that changes nothing instead: an UPDATE takes the write lock
+ * even when it matches no row, so it succeeds only when a registration could. That keeps a pod
+ * whose writes hang out of the Service, and lets it back in once they work, without traffic.
+ */
+export async function checkDatabase(handle: DatabaseHandle, guard: DatabaseGuard): Promise<void> {
+  const writesFailing = guard.writeFailure !== undefined;
   try {
-    await Promise.race([
-      handle.client.execute('SELECT 1'),
-      new Promise((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`database did not answer within ${timeoutMs} ms`)), timeoutMs);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
+    if (writesFailing) await guard.write('write probe', () => handle.client.execute('UPDATE users SET id = id WHERE 0'));
+    else await guard.read('ping', () => handle.client.execute('SELECT 1'));
+  } catch (err) {
+    const reason = err instanceof DatabaseUnavailableError ? err.reason : err instanceof Error ? err.message : String(err);
+    throw new Error(`${writesFailing ? 'database writes failing' : 'database unreachable'}: ${reason}`, { cause: err });
   }
 }

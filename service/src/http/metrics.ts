@@ -78,10 +78,10 @@ export class Metrics {
       },
     });
     // Pre-create the outcome series so dashboards see zeros instead of gaps.
-    for (const o of ['created', 'duplicate', 'invalid', 'rate_limited', 'overloaded', 'error'] as const) {
+    for (const o of ['created', 'duplicate', 'invalid', 'rate_limited', 'overloaded', 'unavailable', 'error'] as const) {
       this.registrations.inc({ outcome: o }, 0);
     }
-    for (const o of ['success', 'failure', 'invalid', 'rate_limited', 'overloaded', 'error'] as const) {
+    for (const o of ['success', 'failure', 'invalid', 'rate_limited', 'overloaded', 'unavailable', 'error'] as const) {
       this.logins.inc({ outcome: o }, 0);
     }
   }

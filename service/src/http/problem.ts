@@ -14,6 +14,7 @@ export const ProblemType = {
   rateLimited: 'urn:kreg:problem:rate-limited',
   overloaded: 'urn:kreg:problem:overloaded',
   notReady: 'urn:kreg:problem:not-ready',
+  databaseUnavailable: 'urn:kreg:problem:database-unavailable',
 } as const;
 
 export interface FieldError {

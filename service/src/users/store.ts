@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { and, eq } from 'drizzle-orm';
 import type { Database } from '../db/client.js';
+import type { DatabaseGuard } from '../db/guard.js';
 import { users, type UserRow } from '../db/schema.js';
 
 export interface PublicUser {
@@ -16,11 +17,17 @@ export class UsernameTakenError extends Error {
   }
 }
 
-/** SQLITE_CONSTRAINT_UNIQUE, wherever drizzle and libsql put it (drizzle wraps the LibsqlError in `cause`). */
+const UNIQUE_CODES = new Set(['SQLITE_CONSTRAINT_UNIQUE', 'SQLITE_CONSTRAINT_PRIMARYKEY']);
+
+/**
+ * SQLITE_CONSTRAINT_UNIQUE, wherever drizzle and libsql put it: drizzle wraps the LibsqlError in
+ * `cause`; a local file reports the extended code in `extendedCode`, a server may send it as `code`
+ * or send only the primary code with SQLite's message.
+ */
 function isUniqueViolation(err: unknown): boolean {
   for (let e: unknown = err; e && typeof e === 'object'; e = (e as { cause?: unknown }).cause) {
     const { code, extendedCode, message } = e as { code?: unknown; extendedCode?: unknown; message?: unknown };
-    if (extendedCode === 'SQLITE_CONSTRAINT_UNIQUE' || extendedCode === 'SQLITE_CONSTRAINT_PRIMARYKEY') return true;
+    if (UNIQUE_CODES.has(String(extendedCode)) || UNIQUE_CODES.has(String(code))) return true;
     if (code === 'SQLITE_CONSTRAINT' && typeof message === 'string' && /UNIQUE constraint failed/i.test(message)) {
       return true;
     }
@@ -28,8 +35,12 @@ function isUniqueViolation(err: unknown): boolean {
   return false;
 }
 
+/** Persistence of users. Every call runs under the guard's deadline (see DatabaseGuard). */
 export class UserStore {
-  constructor(private readonly db: Database) {}
+  constructor(
+    private readonly db: Database,
+    private readonly guard: DatabaseGuard,
+  ) {}
 
   /**
    * Inserts a user. The unique index on the canonical name decides races: of any number of
@@ -38,7 +49,7 @@ export class UserStore {
   async create(input: { username: string; usernameCanonical: string; passwordHash: string }): Promise<PublicUser> {
     const row = { id: randomUUID(), createdAt: new Date(), ...input };
     try {
-      await this.db.insert(users).values(row);
+      await this.guard.write('insert user', () => this.db.insert(users).values(row));
     } catch (err) {
       if (isUniqueViolation(err)) throw new UsernameTakenError();
       throw err;
@@ -47,24 +58,30 @@ export class UserStore {
   }
 
   async findByCanonical(usernameCanonical: string): Promise<UserRow | undefined> {
-    const rows = await this.db.select().from(users).where(eq(users.usernameCanonical, usernameCanonical)).limit(1);
+    const rows = await this.guard.read('find user by name', () =>
+      this.db.select().from(users).where(eq(users.usernameCanonical, usernameCanonical)).limit(1),
+    );
     return rows[0];
   }
 
   async findById(id: string): Promise<PublicUser | undefined> {
-    const rows = await this.db
-      .select({ id: users.id, username: users.username, createdAt: users.createdAt })
-      .from(users)
-      .where(eq(users.id, id))
-      .limit(1);
+    const rows = await this.guard.read('find user by id', () =>
+      this.db
+        .select({ id: users.id, username: users.username, createdAt: users.createdAt })
+        .from(users)
+        .where(eq(users.id, id))
+        .limit(1),
+    );
     return rows[0];
   }
 
   /** Replaces a hash only if it is still the one we verified, so two concurrent rehashes cannot fight. */
   async replaceHash(id: string, previousHash: string, nextHash: string): Promise<void> {
-    await this.db
-      .update(users)
-      .set({ passwordHash: nextHash, passwordUpdatedAt: new Date() })
-      .where(and(eq(users.id, id), eq(users.passwordHash, previousHash)));
+    await this.guard.write('replace password hash', () =>
+      this.db
+        .update(users)
+        .set({ passwordHash: nextHash, passwordUpdatedAt: new Date() })
+        .where(and(eq(users.id, id), eq(users.passwordHash, previousHash))),
+    );
   }
 }

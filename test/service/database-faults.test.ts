@@ -1,0 +1,290 @@
+/**
+ * Database failures, on real sockets and a real database: deadlines (a server that never answers,
+ * one that answers late), readiness that follows the write path, and failed writes that must not
+ * put a password, a hash or a token in any log line.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { createServer, type Server, type Socket } from 'node:net';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { WebSocketServer } from 'ws';
+import { assembleApp } from '../../service/src/server.js';
+import { createLogger, describeError } from '../../service/src/logger.js';
+import { Lifecycle } from '../../service/src/lifecycle.js';
+import { createTestApp, GOOD_PASSWORD, json, LogCapture, startTestServer, tempDir, testConfig, watchLogLine } from './helpers.js';
+import { startHranaServer, type HranaServer } from './hrana-server.js';
+
+const ROOT = new URL('../../', import.meta.url).pathname;
+const DEADLINE_MS = 500;
+/** Hashing, HTTP and scheduling on a busy 2-core machine; generous so the test is not flaky. */
+const MARGIN_MS = 1000;
+
+interface Problem {
+  type: string;
+  status: number;
+  detail: string;
+}
+
+async function timed(request: Promise<Response>): Promise<{ res: Response; ms: number; body: Problem }> {
+  const t0 = performance.now();
+  const res = await request;
+  const body = (await res.json()) as Problem;
+  return { res, ms: performance.now() - t0, body };
+}
+
+function assertUnavailable(r: { res: Response; ms: number; body: Problem }, what: string): void {
+  assert.equal(r.res.status, 503, `${what}: ${JSON.stringify(r.body)}`);
+  assert.equal(r.res.headers.get('content-type'), 'application/problem+json', what);
+  assert.equal(r.body.type, 'urn:kreg:problem:database-unavailable', what);
+  assert.match(r.res.headers.get('retry-after') ?? '', /^\d+$/, `${what}: Retry-After`);
+  assert.ok(r.ms < DEADLINE_MS + MARGIN_MS, `${what} answered after ${r.ms.toFixed(0)} ms (deadline ${DEADLINE_MS} ms)`);
+}
+
+describe('remote database with faults (Hrana over HTTP on a real socket)', () => {
+  const dir = tempDir();
+  let db: HranaServer;
+  let server: Awaited<ReturnType<typeof startTestServer>>;
+  let userId = '';
+  const post = (path: string, body: unknown) => fetch(`${server.url}${path}`, json(body));
+
+  before(async () => {
+    db = await startHranaServer({ path: join(dir.path, 'remote.db'), token: 'token-for-the-fault-tests' });
+    server = await startTestServer(dir.path, {
+      DATABASE_URL: db.url,
+      DATABASE_AUTH_TOKEN: 'token-for-the-fault-tests',
+      DATABASE_MIGRATE: 'always',
+      DATABASE_TIMEOUT_MS: String(DEADLINE_MS),
+    });
+    const res = await post('/register', { username: 'remote-alice', password: GOOD_PASSWORD });
+    const body = (await res.json()) as { id: string };
+    assert.equal(res.status, 201, JSON.stringify(body));
+    userId = body.id;
+  });
+  after(async () => {
+    db.setFault({ kind: 'none' });
+    await server.shutdown('test over');
+    await db.close();
+    dir.remove();
+  });
+
+  test('a server that never answers: register, login and GET /users/{id} answer 503 within the deadline', async () => {
+    db.setFault({ kind: 'hang' });
+    assertUnavailable(await timed(post('/register', { username: 'remote-bob', password: GOOD_PASSWORD })), 'register');
+    assertUnavailable(await timed(post('/login', { username: 'remote-alice', password: GOOD_PASSWORD })), 'login');
+    assertUnavailable(await timed(fetch(`${server.url}/users/${userId}`)), 'GET /users/{id}');
+
+    const ready = await timed(fetch(`${server.url}/readyz`));
+    assert.equal(ready.res.status, 503);
+    assert.match(ready.body.detail, /^database writes failing: write probe did not complete within 500 ms/);
+    assert.ok(ready.ms < DEADLINE_MS + MARGIN_MS, `readiness answered after ${ready.ms.toFixed(0)} ms`);
+    assert.match(server.logs.text, /database writes failing: readiness off until a write succeeds/);
+    assert.doesNotMatch(server.logs.text, /unhandled error/, 'a deadline is not an unhandled error');
+
+    const metrics = await (await fetch(`${server.url}/metrics`)).text();
+    assert.match(metrics, /registrations_total\{outcome="unavailable"\} 1/);
+    assert.match(metrics, /hash_in_flight 0/, 'no hashing slot is held after the deadline');
+  });
+
+  test('after recovery readiness comes back without traffic, and the next requests succeed', async () => {
+    db.setFault({ kind: 'none' });
+    const ready = await fetch(`${server.url}/readyz`);
+    assert.equal(ready.status, 200, await ready.text());
+    assert.match(server.logs.text, /database writes succeed again/);
+    assert.equal((await post('/register', { username: 'remote-bob', password: GOOD_PASSWORD })).status, 201);
+    assert.equal((await post('/login', { username: 'remote-bob', password: GOOD_PASSWORD })).status, 200);
+    assert.equal((await fetch(`${server.url}/users/${userId}`)).status, 200);
+  });
+
+  test('a server that answers after the deadline: 503 in time, then service resumes', async () => {
+    db.setFault({ kind: 'delay', ms: DEADLINE_MS * 3 });
+    assertUnavailable(await timed(post('/register', { username: 'remote-carol', password: GOOD_PASSWORD })), 'register');
+    assertUnavailable(await timed(post('/login', { username: 'remote-bob', password: GOOD_PASSWORD })), 'login');
+    assertUnavailable(await timed(fetch(`${server.url}/users/${userId}`)), 'GET /users/{id}');
+    assert.equal((await fetch(`${server.url}/readyz`)).status, 503);
+
+    db.setFault({ kind: 'none' });
+    assert.equal((await fetch(`${server.url}/readyz`)).status, 200);
+    // The late insert may have landed after the 503 (the server got it): the registration is then
+    // complete, and a retry is told the name is taken. Either way it is whole or absent.
+    const retry = await post('/register', { username: 'remote-carol', password: GOOD_PASSWORD });
+    assert.ok(retry.status === 201 || retry.status === 409, `retry answered ${retry.status}: ${server.logs.lines.slice(-3).join('\n')}`);
+    assert.equal((await post('/login', { username: 'remote-carol', password: GOOD_PASSWORD })).status, 200);
+    const rows = db.query("SELECT count(*) AS n FROM users WHERE username_canonical = 'remote-carol'") as Array<{ n: number }>;
+    assert.equal(Number(rows[0]!.n), 1);
+  });
+
+  test('the token never reaches a log line', () => {
+    assert.ok(server.logs.lines.length > 10);
+    assert.ok(!server.logs.text.includes('token-for-the-fault-tests'));
+  });
+});
+
+describe('a TCP peer that accepts and never answers', () => {
+  const dir = tempDir();
+  const held = new Set<Socket>();
+  let peer: Server;
+  let server: Awaited<ReturnType<typeof startTestServer>>;
+
+  before(async () => {
+    peer = createServer((socket) => {
+      held.add(socket);
+      socket.on('error', () => {});
+    });
+    await new Promise<void>((resolve) => peer.listen(0, '127.0.0.1', resolve));
+    const { port } = peer.address() as { port: number };
+    server = await startTestServer(dir.path, {
+      DATABASE_URL: `http://127.0.0.1:${port}`,
+      DATABASE_MIGRATE: 'never',
+      DATABASE_TIMEOUT_MS: String(DEADLINE_MS),
+    });
+  });
+  after(async () => {
+    await server.shutdown('test over');
+    for (const socket of held) socket.destroy();
+    await new Promise<void>((resolve) => peer.close(() => resolve()));
+    dir.remove();
+  });
+
+  test('register and readiness answer 503 within the deadline', async () => {
+    assertUnavailable(await timed(fetch(`${server.url}/register`, json({ username: 'tcp-dave', password: GOOD_PASSWORD }))), 'register');
+    const ready = await timed(fetch(`${server.url}/readyz`));
+    assert.equal(ready.res.status, 503);
+    assert.ok(ready.ms < DEADLINE_MS + MARGIN_MS);
+  });
+});
+
+describe('a failed write logs its cause, never the statement parameters', () => {
+  test('register on a database that refuses writes: 500 without the hash in any log line', async () => {
+    const t = await createTestApp();
+    try {
+      // SQLite's own read-only switch: the INSERT reaches the engine and fails there (SQLITE_READONLY).
+      await t.database.client.execute('PRAGMA query_only = ON');
+      const res = await t.app.request('/register', json({ username: 'readonly-erin', password: 'readonly-erin-secret-pw' }));
+      assert.equal(res.status, 500);
+      const line = t.logs.lines.find((l) => l.includes('unhandled error'));
+      assert.ok(line, 'the failure is logged');
+      const entry = JSON.parse(line) as { error: string; cause?: { code?: string; message?: string } };
+      assert.equal(entry.error, 'database query failed');
+      assert.match(JSON.stringify(entry.cause), /SQLITE_READONLY|readonly/i, 'the driver cause is kept');
+      for (const forbidden of ['$argon2', 'readonly-erin-secret-pw', 'readonly-erin', 'insert into']) {
+        assert.ok(!t.logs.text.toLowerCase().includes(forbidden.toLowerCase()), `log contains ${forbidden}`);
+      }
+    } finally {
+      t.close();
+    }
+  });
+
+  test('login whose rehash fails: logged as a warning without the new or old hash', async () => {
+    const t = await createTestApp();
+    try {
+      assert.equal((await t.app.request('/register', json({ username: 'rehash-frank', password: 'rehash-frank-secret-pw' }))).status, 201);
+      await t.database.client.execute('PRAGMA query_only = ON');
+      // The same database behind an app with stronger hash parameters: the login rehashes, the
+      // UPDATE fails, and the login itself still succeeds.
+      const config = testConfig(t.dir, { HASH_MEMORY_KIB: '24576' });
+      const logs = new LogCapture();
+      const lifecycle = new Lifecycle();
+      lifecycle.markReady();
+      const stronger = assembleApp({ config, database: t.database, logger: createLogger('debug', logs), lifecycle });
+      const res = await stronger.app.request('/login', json({ username: 'rehash-frank', password: 'rehash-frank-secret-pw' }));
+      assert.equal(res.status, 200);
+      const line = logs.lines.find((l) => l.includes('password rehash failed'));
+      assert.ok(line, 'the failed rehash is logged');
+      assert.match(line, /database query failed/);
+      assert.ok(!logs.text.includes('$argon2') && !logs.text.includes('rehash-frank-secret-pw'));
+    } finally {
+      t.close();
+    }
+  });
+
+  test('describeError of a real drizzle query error keeps the cause and drops the parameters', async () => {
+    const t = await createTestApp();
+    try {
+      await t.database.client.execute('PRAGMA query_only = ON');
+      const { users } = await import('../../service/src/db/schema.js');
+      const err = await t.database.db
+        .insert(users)
+        .values({ id: 'id-1', username: 'x', usernameCanonical: 'x', passwordHash: '$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA', createdAt: new Date() })
+        .then(() => undefined, (e: unknown) => e);
+      assert.ok(err instanceof Error && /params/.test(err.message), 'drizzle quotes the parameters in its message');
+      const described = JSON.stringify(describeError(err));
+      assert.ok(!described.includes('argon2') && !described.includes('id-1'), described);
+      assert.match(described, /database query failed/);
+    } finally {
+      t.close();
+    }
+  });
+
+  test('migrate against a refusing server: exit 1, cause logged, no token', async () => {
+    const dir = tempDir();
+    const db = await startHranaServer({ path: join(dir.path, 'remote.db') });
+    try {
+      db.setFault({ kind: 'status', status: 500, message: 'internal error' });
+      const r = spawnSync(process.execPath, ['--import', 'tsx', 'service/src/migrate.ts'], {
+        cwd: ROOT,
+        env: { PATH: process.env.PATH, HOME: process.env.HOME, DATABASE_URL: db.url, DATABASE_AUTH_TOKEN: 'migrate-token-secret-123' },
+        encoding: 'utf8',
+        timeout: 30_000,
+      });
+      for (const line of `${r.stdout}\n${r.stderr}`.split('\n')) watchLogLine(line, 'migrate');
+      assert.equal(r.status, 1, r.stdout + r.stderr);
+      assert.match(r.stdout, /migration failed/);
+      assert.ok(!(r.stdout + r.stderr).includes('migrate-token-secret-123'));
+    } finally {
+      await db.close();
+      dir.remove();
+    }
+  });
+});
+
+describe('WebSocket mode', () => {
+  test('SIGTERM closes the database connection with a close frame before the process exits', async () => {
+    const dir = tempDir();
+    const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+    const closes: number[] = [];
+    wss.on('connection', (ws) => {
+      ws.on('message', (data) => {
+        const msg = JSON.parse(String(data)) as { type: string };
+        if (msg.type === 'hello') ws.send(JSON.stringify({ type: 'hello_ok' }));
+      });
+      ws.on('close', (code) => closes.push(code));
+    });
+    await new Promise<void>((resolve) => wss.once('listening', () => resolve()));
+    const { port } = wss.address() as { port: number };
+    try {
+      const { spawn } = await import('node:child_process');
+      const child = spawn(process.execPath, ['--import', 'tsx', 'service/src/server.ts'], {
+        cwd: ROOT,
+        env: {
+          PATH: process.env.PATH,
+          HOME: process.env.HOME,
+          DATABASE_URL: `ws://127.0.0.1:${port}`,
+          DATABASE_MIGRATE: 'never',
+          PORT: '0',
+          HOST: '127.0.0.1',
+          SHUTDOWN_DRAIN_SECONDS: '0',
+          SHUTDOWN_GRACE_SECONDS: '5',
+        },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let out = '';
+      child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+      child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+      const deadline = Date.now() + 20_000;
+      while (!/"msg":"listening"/.test(out) || wss.clients.size === 0) {
+        assert.ok(Date.now() < deadline, `server did not start or connect:\n${out}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      assert.equal(await exited, 0, out);
+      await new Promise((r) => setTimeout(r, 100));
+      assert.equal(closes.length, 1, 'the connection was closed');
+      assert.notEqual(closes[0], 1006, 'closed with a close frame, not dropped (1006)');
+    } finally {
+      await new Promise<void>((resolve) => wss.close(() => resolve()));
+      dir.remove();
+    }
+  });
+});
