@@ -9,6 +9,7 @@ import { buildApp, ENVIRONMENTS, synthToDisk, type BuildAppOptions } from './mai
 import { KubeClient, KubeConnectionError } from './engine/client.js';
 import { deploy, EXIT, EngineError, toEngineError, type DeployReport, type Target } from './engine/deploy.js';
 import { diff, renderDiff } from './engine/diff.js';
+import { formatEvidence } from './engine/diagnostics.js';
 import { destroy, rollback, status } from './engine/lifecycle.js';
 import { LineReporter, SilentReporter, type Reporter } from './engine/report.js';
 import type { KubeObject } from './engine/types.js';
@@ -45,7 +46,8 @@ Commands:
   synth      write the manifests to dist/ (same output as npm run synth)
   diff       show what a deploy would change (server-side dry run vs live), and what it would prune
   deploy     validate, apply (server-side, field manager kreg), wait for readiness, prune, record a revision
-  status     readiness of every object kreg deployed, with reasons, and the revision history
+  status     readiness of every object kreg deployed, with reasons (events and last log lines
+             for what is not ready), and the revision history
   rollback   re-apply a recorded revision (with prune and wait)
   destroy    delete what kreg deployed (workloads first); data marked kreg.dev/prune=never stays
   verify     through an API port-forward: /readyz, register a throwaway user, log in
@@ -300,7 +302,10 @@ export async function run(argv: string[], io: Io = { stdout: process.stdout, std
         else if (!s.deployed) io.stdout.write(`nothing deployed: no ApplySet ${target.set.namespace}/${target.set.name} in context ${client.contextName}\n`);
         else {
           io.stdout.write(`${cli.env}: revision ${s.revision}, ${s.ready ? 'all ready' : 'NOT ready'}\n`);
-          for (const o of s.objects) io.stdout.write(`  ${o.health.state.padEnd(11)} ${describeRef(o.ref)}: ${o.health.message}\n`);
+          for (const o of s.objects) {
+            io.stdout.write(`  ${o.health.state.padEnd(11)} ${describeRef(o.ref)}: ${o.health.message}\n`);
+            if (o.evidence) for (const line of formatEvidence(o.evidence)) io.stdout.write(`    ${line}\n`);
+          }
           io.stdout.write('history:\n');
           for (const h of s.history) io.stdout.write(`  ${String(h.number).padStart(3)}  ${h.status.padEnd(10)} ${h.deployedAt}  ${h.description}\n`);
         }

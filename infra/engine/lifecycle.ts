@@ -7,6 +7,7 @@ import type { KubeClient } from './client.js';
 import { deploy, EXIT, EngineError, listMembers, mapLimit, type DeployOptions, type DeployReport, type Target } from './deploy.js';
 import { readParent, type ApplySetRef } from './inventory.js';
 import { byPhase } from './plan.js';
+import { gatherEvidence, type Evidence } from './diagnostics.js';
 import { evaluateHealth } from './readiness.js';
 import type { Reporter } from './report.js';
 import { listRevisions, revisionName, type Revision } from './revisions.js';
@@ -21,7 +22,8 @@ function parentRef(set: ApplySetRef): ObjectRef {
 export interface StatusReport {
   deployed: boolean;
   revision: number | null;
-  objects: Array<{ ref: ObjectRef; health: Health }>;
+  /** Objects not ready carry evidence (conditions, events, container states, last log lines). */
+  objects: Array<{ ref: ObjectRef; health: Health; evidence?: Evidence }>;
   history: Array<Omit<Revision, 'objects'>>;
   ready: boolean;
 }
@@ -33,9 +35,18 @@ export async function status(client: KubeClient, set: ApplySetRef): Promise<Stat
   const members = await listMembers(client, set, state);
   const related = await fetchRelated(client, members);
   const now = new Date();
-  const objects = byPhase(members)
+  const objects: StatusReport['objects'] = byPhase(members)
     .flatMap((g) => g.objects)
     .map((m) => ({ ref: refOf(m), health: evaluateHealth(m, related.get(m.metadata.namespace ?? '') ?? {}, now) }));
+  // Why something is not ready is the question `status` is asked; a pod's own log says what its
+  // readiness probe cannot (a probe event only says "statuscode: 503").
+  await mapLimit(
+    objects.filter((o) => o.health.state !== 'ready'),
+    4,
+    async (o) => {
+      o.evidence = await gatherEvidence(client, o.ref, o.health);
+    },
+  );
   const history = (await listRevisions(client, set)).map(({ objects: _objects, ...rest }) => rest);
   return { deployed: true, revision: state.revision, objects, history, ready: objects.every((o) => o.health.state === 'ready') };
 }
