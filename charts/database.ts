@@ -13,6 +13,7 @@ import { k8s } from 'cdk8s-plus-27';
 import type { Construct } from 'constructs';
 import { pullPolicyFor, selectorLabels, standardLabels, imageTag, type AppLabels } from './common.js';
 
+/** The server's `app.kubernetes.io/name`, and the chart's default object name. */
 export const DATABASE_NAME = 'libsql';
 export const DATABASE_PORT = 8080;
 export const DATABASE_USER = 666;
@@ -20,10 +21,14 @@ export const DEFAULT_DATABASE_IMAGE = 'ghcr.io/tursodatabase/libsql-server:v0.24
 
 export interface DatabaseChartProps {
   namespace: string;
-  environment: string;
+  /** Name of the server's objects (Service, StatefulSet, policy prefix). Default `libsql`. */
+  name?: string;
+  /** Deployment environment: `app.kubernetes.io/instance` is `<name>-<environment>`, or `<name>` without. */
+  environment?: string;
   /** Default `ghcr.io/tursodatabase/libsql-server:<pinned tag>`. */
   image?: string;
-  storageGiB?: number;
+  /** Size of the data volume, e.g. `5Gi`. Default `5Gi`. */
+  storage?: string;
   storageClassName?: string;
   /**
    * Secret with the Ed25519 public key (base64url, as sqld expects in SQLD_AUTH_JWT_KEY) that
@@ -34,26 +39,28 @@ export interface DatabaseChartProps {
   allowFromNamespaces?: string[];
 }
 
+/** A DatabaseEndpoint (charts/registration.ts): the registration chart takes this chart by reference. */
 export class DatabaseChart extends Chart {
-  /** In-namespace URL of the server for `DATABASE_URL`. */
+  /** In-cluster URL of the server for `DATABASE_URL`. */
   readonly url: string;
 
   constructor(scope: Construct, id: string, props: DatabaseChartProps) {
     super(scope, id, { namespace: props.namespace, disableResourceNameHashes: true });
     const image = props.image ?? DEFAULT_DATABASE_IMAGE;
     const version = imageTag(image);
+    const name = props.name ?? DATABASE_NAME;
     const appLabels: AppLabels = {
       name: DATABASE_NAME,
-      instance: `${DATABASE_NAME}-${props.environment}`,
+      instance: props.environment ? `${name}-${props.environment}` : name,
       component: 'database',
       ...(version ? { version } : {}),
     };
     const labels = standardLabels(appLabels);
     const selector = selectorLabels(appLabels);
-    this.url = `http://${DATABASE_NAME}.${props.namespace}.svc.cluster.local:${DATABASE_PORT}`;
+    this.url = `http://${name}.${props.namespace}.svc.cluster.local:${DATABASE_PORT}`;
 
     const service = new k8s.KubeService(this, 'service', {
-      metadata: { name: DATABASE_NAME, labels },
+      metadata: { name, labels },
       spec: {
         type: 'ClusterIP',
         selector,
@@ -62,9 +69,9 @@ export class DatabaseChart extends Chart {
     });
 
     const statefulSet = new k8s.KubeStatefulSet(this, 'statefulset', {
-      metadata: { name: DATABASE_NAME, labels },
+      metadata: { name, labels },
       spec: {
-        serviceName: DATABASE_NAME,
+        serviceName: name,
         replicas: 1,
         selector: { matchLabels: selector },
         persistentVolumeClaimRetentionPolicy: { whenDeleted: 'Retain', whenScaled: 'Retain' },
@@ -136,7 +143,7 @@ export class DatabaseChart extends Chart {
             spec: {
               accessModes: ['ReadWriteOnce'],
               ...(props.storageClassName ? { storageClassName: props.storageClassName } : {}),
-              resources: { requests: { storage: k8s.Quantity.fromString(`${props.storageGiB ?? 5}Gi`) } },
+              resources: { requests: { storage: k8s.Quantity.fromString(props.storage ?? '5Gi') } },
             },
           },
         ],
@@ -147,7 +154,7 @@ export class DatabaseChart extends Chart {
     // Ingress-only: the registration pods (any component of the `registration` app, so the
     // migration Job too) may reach sqld; nothing else. Egress is untouched.
     new k8s.KubeNetworkPolicy(this, 'network-policy', {
-      metadata: { name: `${DATABASE_NAME}-ingress`, labels },
+      metadata: { name: `${name}-ingress`, labels },
       spec: {
         podSelector: { matchLabels: selector },
         policyTypes: ['Ingress'],

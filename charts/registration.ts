@@ -52,20 +52,30 @@ import {
   type AppLabels,
 } from './common.js';
 
-/** Names of the objects, stable across releases (and human-readable: no construct-path hashes). */
-export const NAMES = {
-  app: 'registration',
-  config: 'registration-config',
-  serviceAccount: 'registration',
-  service: 'registration',
-  workload: 'registration',
-  networkPolicy: 'registration-ingress',
-  disruptionBudget: 'registration',
-  autoscaler: 'registration',
-  migrationJobPrefix: 'registration-migrate-',
-  dataVolume: 'data',
-  dataClaim: 'registration-data',
-} as const;
+/** The application's name (`app.kubernetes.io/name`) and the default instance name. */
+export const APP_NAME = 'registration';
+
+/**
+ * Names of an instance's objects: derived from the instance name, so two instances in one
+ * namespace never collide; stable across releases and readable (no construct-path hashes).
+ */
+export function namesFor(instance: string) {
+  return {
+    config: `${instance}-config`,
+    serviceAccount: instance,
+    service: instance,
+    workload: instance,
+    networkPolicy: `${instance}-ingress`,
+    disruptionBudget: instance,
+    autoscaler: instance,
+    migrationJobPrefix: `${instance}-migrate-`,
+    dataVolume: 'data',
+    dataClaim: `${instance}-data`,
+  } as const;
+}
+
+/** The names of the default instance (`registration`), which the named specs dev and prod use. */
+export const NAMES = { app: APP_NAME, ...namesFor(APP_NAME) } as const;
 
 /** Name of the container port; the Service and the NetworkPolicy target it by name. */
 export const PORT_NAME = 'http';
@@ -85,16 +95,27 @@ export type DatabaseMode = EmbeddedDatabase | RemoteDatabase;
 
 export interface EmbeddedDatabase {
   mode: 'embedded';
-  /** Size of the data volume. Default 1 GiB. */
-  storageGiB?: number;
+  /** Size of the data volume, e.g. `1Gi` (Mi, Gi or Ti). Default `1Gi`. */
+  storage?: string;
   /** StorageClass of the data volume; the cluster default when omitted. */
   storageClassName?: string;
 }
 
+/** Where a libsql server answers. `DatabaseChart` is one; `externalDatabase(url)` names any other. */
+export interface DatabaseEndpoint {
+  /** libsql server URL: `libsql://…`, `http(s)://…` or `ws(s)://…`. */
+  readonly url: string;
+}
+
+/** A libsql server the charts do not run (Turso, a shared sqld). */
+export function externalDatabase(url: string): DatabaseEndpoint {
+  return { url };
+}
+
 export interface RemoteDatabase {
   mode: 'remote';
-  /** libsql server URL: `libsql://…`, `http(s)://…` or `ws(s)://…`. */
-  url: string;
+  /** The server, by reference: a `DatabaseChart` in the same app, or `externalDatabase(url)`. */
+  server: DatabaseEndpoint;
   /** Secret holding the database token. The chart references it; it never creates or reads it. */
   authToken?: { secretName: string; key: string };
 }
@@ -116,8 +137,13 @@ export interface Resources {
 export interface RegistrationChartProps extends Omit<ChartProps, 'labels' | 'namespace'> {
   /** Namespace every object goes to (the Namespace object itself is `NamespaceChart`'s). */
   namespace: string;
-  /** Deployment environment, e.g. `dev`; becomes part of `app.kubernetes.io/instance`. */
-  environment: string;
+  /** Instance name: every object's name derives from it (see `namesFor`). Default `registration`. */
+  instance?: string;
+  /**
+   * Deployment environment, e.g. `dev`: `app.kubernetes.io/instance` is `<instance>-<environment>`,
+   * or just the instance name without one (an operator's resources).
+   */
+  environment?: string;
   /** Container image, e.g. `kreg/registration:dev`. Tagged images get `imagePullPolicy: IfNotPresent`. */
   image: string;
   /** Default `{ mode: 'embedded' }`. */
@@ -156,17 +182,21 @@ export class RegistrationChart extends Chart {
   readonly migrationJob?: kplus.Job;
   readonly autoscaler?: kplus.HorizontalPodAutoscaler;
   readonly appLabels: AppLabels;
+  readonly names: ReturnType<typeof namesFor>;
 
   constructor(scope: Construct, id: string, props: RegistrationChartProps) {
     super(scope, id, { ...props, namespace: props.namespace, disableResourceNameHashes: true });
     const database: DatabaseMode = props.database ?? { mode: 'embedded' };
     this.mode = database.mode;
     validate(props, database);
+    const instance = props.instance ?? APP_NAME;
+    const names = namesFor(instance);
+    this.names = names;
 
     const version = imageTag(props.image);
     this.appLabels = {
-      name: NAMES.app,
-      instance: `${NAMES.app}-${props.environment}`,
+      name: APP_NAME,
+      instance: props.environment ? `${instance}-${props.environment}` : instance,
       component: 'api',
       ...(version ? { version } : {}),
     };
@@ -184,7 +214,7 @@ export class RegistrationChart extends Chart {
     const configData: Record<string, string> = {
       [ENV.port]: String(DEFAULT_PORT),
       [ENV.host]: '0.0.0.0',
-      [ENV.databaseUrl]: database.mode === 'embedded' ? EMBEDDED_DATABASE_URL : database.url,
+      [ENV.databaseUrl]: database.mode === 'embedded' ? EMBEDDED_DATABASE_URL : database.server.url,
       // Exactly one place migrates per mode: the single embedded pod at start, or the release's Job.
       [ENV.databaseMigrate]: database.mode === 'embedded' ? 'always' : 'never',
       [ENV.hashConcurrency]: String(hashConcurrency),
@@ -195,17 +225,17 @@ export class RegistrationChart extends Chart {
     if (ENV.databaseAuthToken in configData) {
       throw new Error(`${ENV.databaseAuthToken} is a credential: pass database.authToken (a Secret reference), not a setting`);
     }
-    this.configMap = new kplus.ConfigMap(this, 'config', { metadata: meta(NAMES.config), data: sortedRecord(configData) });
+    this.configMap = new kplus.ConfigMap(this, 'config', { metadata: meta(names.config), data: sortedRecord(configData) });
     this.configHash = contentHash(configData, 16);
 
     const serviceAccount = new kplus.ServiceAccount(this, 'service-account', {
-      metadata: meta(NAMES.serviceAccount),
+      metadata: meta(names.serviceAccount),
       automountToken: false,
     });
 
     // The discovery name: http://registration.<namespace>.svc/ → the pods' named port `http`.
     this.service = new kplus.Service(this, 'service', {
-      metadata: meta(NAMES.service),
+      metadata: meta(names.service),
       type: kplus.ServiceType.CLUSTER_IP,
       ports: [{ name: PORT_NAME, port: SERVICE_PORT, targetPort: DEFAULT_PORT, protocol: kplus.Protocol.TCP }],
     });
@@ -217,7 +247,7 @@ export class RegistrationChart extends Chart {
     );
 
     const workloadProps: kplus.WorkloadProps = {
-      metadata: meta(NAMES.workload),
+      metadata: meta(names.workload),
       select: false,
       podMetadata: {
         labels,
@@ -299,14 +329,14 @@ export class RegistrationChart extends Chart {
     if (database.mode === 'embedded') {
       this.dataClaim = new kplus.PersistentVolumeClaim(this, 'data', {
         metadata: {
-          ...meta(NAMES.dataClaim),
+          ...meta(names.dataClaim),
           annotations: { [PRUNE_ANNOTATION]: PRUNE_NEVER },
         },
         accessModes: [kplus.PersistentVolumeAccessMode.READ_WRITE_ONCE],
-        storage: Size.gibibytes(database.storageGiB ?? 1),
+        storage: sizeOf(database.storage ?? '1Gi'),
         ...(database.storageClassName ? { storageClassName: database.storageClassName } : {}),
       });
-      container.mount(DATA_MOUNT, kplus.Volume.fromPersistentVolumeClaim(this, 'data-volume', this.dataClaim, { name: NAMES.dataVolume }));
+      container.mount(DATA_MOUNT, kplus.Volume.fromPersistentVolumeClaim(this, 'data-volume', this.dataClaim, { name: names.dataVolume }));
       // The surge pod shares the node (and so the kernel, and SQLite's locks) of the running pod.
       workloadApi.addJsonPatch(
         JsonPatch.add('/spec/template/spec/affinity', {
@@ -334,7 +364,7 @@ export class RegistrationChart extends Chart {
       );
 
       new k8s.KubePodDisruptionBudget(this, 'disruption-budget', {
-        metadata: meta(NAMES.disruptionBudget),
+        metadata: meta(names.disruptionBudget),
         spec: {
           maxUnavailable: k8s.IntOrString.fromNumber(1),
           selector: { matchLabels: podSelector },
@@ -345,7 +375,7 @@ export class RegistrationChart extends Chart {
 
       if (props.autoscaling) {
         this.autoscaler = new kplus.HorizontalPodAutoscaler(this, 'autoscaler', {
-          metadata: meta(NAMES.autoscaler),
+          metadata: meta(names.autoscaler),
           target: workload as kplus.Deployment,
           minReplicas: props.autoscaling.minReplicas,
           maxReplicas: props.autoscaling.maxReplicas,
@@ -363,7 +393,7 @@ export class RegistrationChart extends Chart {
     // Raw object: kplus' NetworkPolicy ports are numeric, and its allowFrom() also writes an *egress*
     // policy on the peer (notes §2.4) — this one has policyTypes [Ingress] and touches no one's egress.
     new k8s.KubeNetworkPolicy(this, 'network-policy', {
-      metadata: meta(NAMES.networkPolicy),
+      metadata: meta(names.networkPolicy),
       spec: {
         podSelector: { matchLabels: podSelector },
         policyTypes: ['Ingress'],
@@ -407,7 +437,7 @@ export class RegistrationChart extends Chart {
   ): kplus.Job {
     const jobLabels = standardLabels({ ...this.appLabels, component: 'migration' });
     const job = new kplus.Job(this, 'migration', {
-      metadata: { name: `${NAMES.migrationJobPrefix}pending`, labels: jobLabels },
+      metadata: { name: `${this.names.migrationJobPrefix}pending`, labels: jobLabels },
       podMetadata: { labels: jobLabels },
       backoffLimit: 4,
       activeDeadline: Duration.minutes(10),
@@ -436,8 +466,8 @@ export class RegistrationChart extends Chart {
     // twice. The database URL is hashed in as well: it reaches the pod through the ConfigMap, whose
     // other settings (log level, rate limits) must not re-run migrations.
     const api = ApiObject.of(job);
-    const releaseHash = contentHash({ spec: api.toJson().spec, databaseUrl: database.url }, 8);
-    api.addJsonPatch(JsonPatch.replace('/metadata/name', `${NAMES.migrationJobPrefix}${releaseHash}`));
+    const releaseHash = contentHash({ spec: api.toJson().spec, databaseUrl: database.server.url }, 8);
+    api.addJsonPatch(JsonPatch.replace('/metadata/name', `${this.names.migrationJobPrefix}${releaseHash}`));
     return job;
   }
 }
@@ -449,8 +479,16 @@ function tokenEnv(scope: Construct, ref: { secretName: string; key: string }): k
   return kplus.EnvValue.fromSecretValue({ secret, key: ref.key });
 }
 
+/** A size in the spec's notation (`512Mi`, `1Gi`, `2Ti`) as a cdk8s Size. */
+export function sizeOf(quantity: string): Size {
+  const m = /^([1-9][0-9]*)(Mi|Gi|Ti)$/.exec(quantity);
+  if (!m) throw new Error(`storage size must look like 512Mi, 1Gi or 2Ti (got "${quantity}")`);
+  const n = Number(m[1]);
+  return m[2] === 'Mi' ? Size.mebibytes(n) : m[2] === 'Gi' ? Size.gibibytes(n) : Size.tebibytes(n);
+}
+
 function validate(props: RegistrationChartProps, database: DatabaseMode): void {
-  const where = `RegistrationChart(${props.environment})`;
+  const where = `RegistrationChart(${props.instance ?? APP_NAME}${props.environment ? `, ${props.environment}` : ''})`;
   if (database.mode === 'embedded') {
     if (props.replicas !== undefined && props.replicas !== 1) {
       throw new Error(
@@ -463,8 +501,8 @@ function validate(props: RegistrationChartProps, database: DatabaseMode): void {
       throw new Error(`${where}: autoscaling needs database mode 'remote'; the embedded database runs exactly one replica.`);
     }
   } else {
-    if (!/^(libsql|https?|wss?):\/\//.test(database.url)) {
-      throw new Error(`${where}: remote database url must start with libsql://, http(s):// or ws(s):// (got "${database.url}")`);
+    if (!/^(libsql|https?|wss?):\/\//.test(database.server.url)) {
+      throw new Error(`${where}: remote database url must start with libsql://, http(s):// or ws(s):// (got "${database.server.url}")`);
     }
     if (props.replicas !== undefined && props.autoscaling) {
       throw new Error(

@@ -5,7 +5,8 @@
  */
 import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
-import { buildApp, ENVIRONMENTS, synthToDisk, type BuildAppOptions } from './main.js';
+import { buildApp, ENVIRONMENTS, environmentSpec, synthToDisk, type BuildAppOptions } from './main.js';
+import { parseSpec, SpecError } from './spec.js';
 import { KubeClient, KubeConnectionError } from './engine/client.js';
 import { deploy, EXIT, EngineError, toEngineError, type DeployReport, type Target } from './engine/deploy.js';
 import { diff, renderDiff } from './engine/diff.js';
@@ -22,7 +23,8 @@ type Command = (typeof COMMANDS)[number];
 const EXIT_CODES = `Exit codes:
   0  success (diff: no changes)
   1  diff: there are changes
-  2  usage or configuration error (bad flag, unknown environment, no kubeconfig/context)
+  2  usage or configuration error (bad flag, unknown environment, invalid spec: every field
+     problem is listed; no kubeconfig/context)
   3  invalid objects: the server-side dry run rejected something; nothing was applied
   4  conflict: fields owned by another field manager (--force-conflicts takes them over)
   5  an object failed: apply error, ImagePullBackOff, CrashLoopBackOff, failed Job, ...
@@ -231,6 +233,19 @@ export async function run(argv: string[], io: Io = { stdout: process.stdout, std
   } catch (err) {
     io.stderr.write(`kreg: ${(err as Error).message}\n`);
     return EXIT.usage;
+  }
+
+  // The spec is checked before anything else (no kubeconfig, no cluster): a bad one is a usage
+  // error, listed field by field.
+  if (cli.command === 'synth' || cli.command === 'diff' || cli.command === 'deploy') {
+    try {
+      parseSpec(environmentSpec({ env: cli.env, ...(cli.image ? { image: cli.image } : {}) }).spec, `spec of environment "${cli.env}"`);
+    } catch (err) {
+      if (!(err instanceof SpecError)) throw err;
+      io.stderr.write(`kreg ${cli.command}: ${err.subject} is invalid:\n`);
+      for (const issue of err.issues) io.stderr.write(`  ${issue.path || '(root)'}: ${issue.message}\n`);
+      return EXIT.usage;
+    }
   }
 
   if (cli.command === 'synth') {

@@ -1,6 +1,8 @@
 /**
- * The cdk8s app: environments → charts. `cdk8s synth` (see cdk8s.yaml) and `npm run synth` run
- * this file; the deploy CLI imports `buildApp` and synthesizes in-process (`chart.toJson()`).
+ * The cdk8s app: spec → charts. `synth(instance, namespace, spec)` is the pure core (the operator
+ * will call it with a custom resource's spec); `buildApp` applies it to a named environment (see
+ * spec.ts). `cdk8s synth` (see cdk8s.yaml) and `npm run synth` run this file; the deploy CLI
+ * synthesizes in-process (`chart.toJson()`).
  * Importing has no side effects: only running the file as the main module writes manifests.
  *
  *   npm run synth                      # dev (default), writes dist/
@@ -14,61 +16,94 @@ import { parseArgs } from 'node:util';
 import { App, YamlOutputType } from 'cdk8s';
 import { DatabaseChart } from '../charts/database.js';
 import { NamespaceChart } from '../charts/namespace.js';
-import { RegistrationChart, type RegistrationChartProps } from '../charts/registration.js';
+import { APP_NAME, externalDatabase, RegistrationChart, type DatabaseMode } from '../charts/registration.js';
+import type { KubeObject } from './engine/types.js';
+import { isSpecName, NAMED_SPECS, parseSpec, SPEC_NAMES, SpecError, type RegistrationSpec, type RegistrationSpecInput } from './spec.js';
 
-export interface Environment {
-  namespace: string;
-  image: string;
-  /** Everything of RegistrationChartProps except what the environment itself decides. */
-  registration: Omit<RegistrationChartProps, 'namespace' | 'environment' | 'image'>;
-  /** Run an in-cluster libsql server (sqld) in the namespace (remote mode). */
-  database?: { storageGiB: number; jwtKey?: { secretName: string; key: string } };
+export { NAMED_SPECS as ENVIRONMENTS, SPEC_NAMES as ENV_NAMES } from './spec.js';
+
+export interface SynthOptions {
+  /**
+   * The named environment this instance belongs to (`dev`, `prod`): it names the charts (and so the
+   * files), goes into `app.kubernetes.io/instance` as `<instance>-<environment>`, and makes the
+   * Namespace part of the output. Without it (an operator's resource) the namespace exists already.
+   */
+  environment?: string;
+  /** Where `app.synth()` writes; default `CDK8S_OUTDIR` or `dist`. Nothing is written unless synth() is called. */
+  outdir?: string;
 }
 
-/** Secret (created out of band, never in git) holding the token the pods present to the libsql server. */
-export const DATABASE_TOKEN_SECRET = { secretName: 'registration-database', key: 'auth-token' } as const;
-/** Secret (out of band) holding the Ed25519 public key sqld verifies that token with. */
-export const DATABASE_JWT_KEY_SECRET = { secretName: 'libsql-auth', key: 'jwt-public-key' } as const;
+/**
+ * The cdk8s App of one instance of the service. Pure: validates the spec (throws `SpecError`
+ * listing every problem), reads no environment and writes no file.
+ */
+export function synthApp(instance: string, namespace: string, input: RegistrationSpecInput | RegistrationSpec, options: SynthOptions = {}): App {
+  const spec = parseSpec(input, options.environment ? `spec of environment "${options.environment}"` : `spec of "${instance}"`);
+  const prefix = options.environment ?? instance;
+  const app = new App({
+    outdir: options.outdir ?? 'dist',
+    yamlOutputType: YamlOutputType.FILE_PER_CHART,
+  });
+  const namespaceChart = options.environment
+    ? new NamespaceChart(app, `${prefix}-namespace`, { namespace, environment: options.environment })
+    : undefined;
+  const environment = options.environment ? { environment: options.environment } : {};
 
-export const ENVIRONMENTS = {
-  /** Local clusters (kind, test/cluster): one replica on the embedded database, small requests. */
-  dev: {
-    namespace: 'kreg-dev',
-    image: 'kreg/registration:dev',
-    registration: {
-      database: { mode: 'embedded', storageGiB: 1 },
-      replicas: 1,
-      hashConcurrency: 2,
-      resources: { cpuRequestMillis: 100, cpuLimitMillis: 1000 },
-      settings: { LOG_LEVEL: 'debug' },
-    },
-  },
-  /** Scale-out: stateless replicas on a libsql server, autoscaled 3‥10 on CPU, PDB, spread. */
-  prod: {
-    namespace: 'kreg-prod',
-    image: 'kreg/registration:0.1.0',
-    registration: {
-      database: {
-        mode: 'remote',
-        url: 'http://libsql.kreg-prod.svc.cluster.local:8080',
-        authToken: DATABASE_TOKEN_SECRET,
-      },
-      autoscaling: { minReplicas: 3, maxReplicas: 10, cpuUtilization: 70 },
-      hashConcurrency: 2,
-      resources: { cpuRequestMillis: 250, cpuLimitMillis: 1000 },
-      // Behind one ingress proxy: its X-Forwarded-For hop is trusted for the rate limiter.
-      settings: { LOG_LEVEL: 'info', TRUST_PROXY_HOPS: '1' },
-    },
-    database: { storageGiB: 5, jwtKey: DATABASE_JWT_KEY_SECRET },
-  },
-} as const satisfies Record<string, Environment>;
+  let databaseChart: DatabaseChart | undefined;
+  let database: DatabaseMode;
+  if (spec.database.mode === 'embedded') {
+    database = {
+      mode: 'embedded',
+      storage: spec.database.storage,
+      ...(spec.database.storageClassName ? { storageClassName: spec.database.storageClassName } : {}),
+    };
+  } else {
+    const { server, url, authTokenSecretRef } = spec.database;
+    if (server) {
+      databaseChart = new DatabaseChart(app, `${prefix}-database`, {
+        namespace,
+        name: server.name ?? `${instance}-libsql`,
+        ...environment,
+        storage: server.storage,
+        ...(server.storageClassName ? { storageClassName: server.storageClassName } : {}),
+        ...(server.jwtKeySecretRef ? { jwtKey: { secretName: server.jwtKeySecretRef.name, key: server.jwtKeySecretRef.key } } : {}),
+      });
+      if (namespaceChart) databaseChart.addDependency(namespaceChart);
+    }
+    database = {
+      mode: 'remote',
+      server: databaseChart ?? externalDatabase(url!),
+      ...(authTokenSecretRef ? { authToken: { secretName: authTokenSecretRef.name, key: authTokenSecretRef.key } } : {}),
+    };
+  }
 
-export type EnvName = keyof typeof ENVIRONMENTS;
-export const ENV_NAMES = Object.keys(ENVIRONMENTS) as EnvName[];
+  const registration = new RegistrationChart(app, `${prefix}-registration`, {
+    namespace,
+    instance,
+    ...environment,
+    image: spec.image,
+    database,
+    ...(spec.replicas !== undefined ? { replicas: spec.replicas } : {}),
+    ...(spec.autoscaling ? { autoscaling: spec.autoscaling } : {}),
+    hashConcurrency: spec.hashConcurrency,
+    resources: spec.resources,
+    drainSeconds: spec.drainSeconds,
+    graceSeconds: spec.graceSeconds,
+    settings: spec.settings,
+  });
+  if (namespaceChart) registration.addDependency(namespaceChart);
+  if (databaseChart) registration.addDependency(databaseChart);
+  return app;
+}
+
+/** The objects of one instance, charts in dependency order, as the engine takes them. Pure. */
+export function synth(instance: string, namespace: string, spec: RegistrationSpecInput | RegistrationSpec, options: SynthOptions = {}): KubeObject[] {
+  return synthApp(instance, namespace, spec, options).charts.flatMap((chart) => chart.toJson() as KubeObject[]);
+}
 
 export interface BuildAppOptions {
   env: string;
-  /** Where `app.synth()` writes; default `CDK8S_OUTDIR` or `dist`. Nothing is written unless synth() is called. */
+  /** Where `app.synth()` writes; default `CDK8S_OUTDIR` or `dist`. */
   outdir?: string;
   /** Overrides the environment's image (e.g. a CI-built tag). */
   image?: string;
@@ -76,44 +111,34 @@ export interface BuildAppOptions {
   settings?: Record<string, string>;
 }
 
-export function isEnvName(name: string): name is EnvName {
-  return Object.hasOwn(ENVIRONMENTS, name);
+export function isEnvName(name: string): boolean {
+  return isSpecName(name);
 }
 
-/** Builds the cdk8s App of one environment. Pure: no files are written, nothing is read. */
+/** A named environment's spec with the CLI's overrides (image, settings) applied; not yet validated. */
+export function environmentSpec(options: BuildAppOptions): { namespace: string; spec: RegistrationSpecInput } {
+  if (!isSpecName(options.env)) {
+    throw new Error(`unknown environment "${options.env}"; expected one of: ${SPEC_NAMES.join(', ')}`);
+  }
+  const named = NAMED_SPECS[options.env];
+  const spec: RegistrationSpecInput = {
+    ...named.spec,
+    ...(options.image ? { image: options.image } : {}),
+    ...(options.settings ? { settings: { ...named.spec.settings, ...options.settings } } : {}),
+  };
+  return { namespace: named.namespace, spec };
+}
+
+/**
+ * The cdk8s App of a named environment: its spec (with overrides) synthesized as the instance
+ * `registration`. Reads `CDK8S_OUTDIR` for the output folder, as the cdk8s CLI expects; nothing else.
+ */
 export function buildApp(options: BuildAppOptions): App {
-  if (!isEnvName(options.env)) {
-    throw new Error(`unknown environment "${options.env}"; expected one of: ${ENV_NAMES.join(', ')}`);
-  }
-  const env: Environment = ENVIRONMENTS[options.env];
-  const app = new App({
+  const { namespace, spec } = environmentSpec(options);
+  return synthApp(APP_NAME, namespace, spec, {
+    environment: options.env,
     outdir: options.outdir ?? process.env.CDK8S_OUTDIR ?? 'dist',
-    yamlOutputType: YamlOutputType.FILE_PER_CHART,
   });
-  const namespace = new NamespaceChart(app, `${options.env}-namespace`, {
-    namespace: env.namespace,
-    environment: options.env,
-  });
-  let database: DatabaseChart | undefined;
-  if (env.database) {
-    database = new DatabaseChart(app, `${options.env}-database`, {
-      namespace: env.namespace,
-      environment: options.env,
-      storageGiB: env.database.storageGiB,
-      ...(env.database.jwtKey ? { jwtKey: env.database.jwtKey } : {}),
-    });
-    database.addDependency(namespace);
-  }
-  const registration = new RegistrationChart(app, `${options.env}-registration`, {
-    namespace: env.namespace,
-    environment: options.env,
-    image: options.image ?? env.image,
-    ...env.registration,
-    ...(options.settings ? { settings: { ...env.registration.settings, ...options.settings } } : {}),
-  });
-  registration.addDependency(namespace);
-  if (database) registration.addDependency(database);
-  return app;
 }
 
 /** `--env`, else `KREG_ENV`, else `dev`. */
@@ -148,7 +173,12 @@ if (isMain) {
     const { files } = synthToDisk(parseCli(process.argv.slice(2)));
     for (const file of files) process.stdout.write(`${file}\n`);
   } catch (err) {
-    process.stderr.write(`kreg synth: ${err instanceof Error ? err.message : String(err)}\n`);
-    process.exitCode = 1;
+    if (err instanceof SpecError) {
+      process.stderr.write(`kreg synth: ${err.subject} is invalid:\n${err.issues.map((i) => `  ${i.path || '(root)'}: ${i.message}\n`).join('')}`);
+      process.exitCode = 2;
+    } else {
+      process.stderr.write(`kreg synth: ${err instanceof Error ? err.message : String(err)}\n`);
+      process.exitCode = 1;
+    }
   }
 }

@@ -98,8 +98,9 @@ describe('infra/main.ts', () => {
     // Not `instanceof`: cdk8s' Chart[Symbol.hasInstance] is true for every chart, subclasses included.
     const db = app.charts.find((c) => c.node.id === 'prod-database') as DatabaseChart | undefined;
     assert.ok(db);
-    assert.equal(ENVIRONMENTS.prod.registration.database.url, db.url);
     const objects = synthEnv({ env: 'prod' });
+    assert.equal(db.url, 'http://libsql.kreg-prod.svc.cluster.local:8080');
+    assert.equal(find(objects, 'ConfigMap', 'registration-config').data!.DATABASE_URL, db.url, 'by reference, not a copied string');
     const sqld = find(objects, 'StatefulSet', 'libsql');
     const spec = podSpec(sqld);
     assert.equal(spec.securityContext.runAsNonRoot, true);

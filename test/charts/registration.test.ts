@@ -11,11 +11,12 @@ import {
   PORT_NAME,
   RUN_AS_USER,
   RegistrationChart,
+  externalDatabase,
   type RegistrationChartProps,
 } from '../../charts/registration.js';
 import { find, kinds, podSpec, synthEnv, type K8sObject } from './helpers.js';
 
-const remoteDb = { mode: 'remote', url: 'http://libsql:8080', authToken: { secretName: 'db', key: 'token' } } as const;
+const remoteDb = { mode: 'remote', server: externalDatabase('http://libsql:8080'), authToken: { secretName: 'db', key: 'token' } } as const;
 
 function synthChart(props: Partial<RegistrationChartProps> = {}): K8sObject[] {
   const chart = new RegistrationChart(Testing.app(), 'test', {
@@ -318,7 +319,7 @@ describe('RegistrationChart', () => {
       () => synthChart({ database: remoteDb, replicas: 4, autoscaling: { minReplicas: 2, maxReplicas: 5 } }),
       /either replicas or autoscaling, not both/,
     );
-    assert.throws(() => synthChart({ database: { mode: 'remote', url: 'file:/x.db' } }), /remote database url must start with/);
+    assert.throws(() => synthChart({ database: { mode: 'remote', server: externalDatabase('file:/x.db') } }), /remote database url must start with/);
   });
 
   it('NetworkPolicy: ingress only, on the named port only; nobody egress-isolated', () => {
@@ -339,7 +340,7 @@ describe('migration Job naming', () => {
   it('any change to the (immutable) Job template means a new Job name', () => {
     const base = jobName({});
     assert.notEqual(jobName({ resources: { cpuRequestMillis: 200, cpuLimitMillis: 1000 } }), base);
-    assert.notEqual(jobName({ database: { ...remoteDb, url: 'http://other:8080' } }), base);
+    assert.notEqual(jobName({ database: { ...remoteDb, server: externalDatabase('http://other:8080') } }), base);
     assert.notEqual(jobName({ database: { ...remoteDb, authToken: { secretName: 'db2', key: 'token' } } }), base);
     assert.equal(jobName({ settings: { RATE_LIMIT_LOGIN: '5' } }), base);
   });

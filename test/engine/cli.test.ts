@@ -29,6 +29,15 @@ describe('kreg CLI', () => {
     assert.match(deploy.stdout, /--no-prune/);
   });
 
+  it('an invalid spec is listed field by field, exit 2, before any cluster is contacted', async () => {
+    for (const command of ['synth', 'diff', 'deploy']) {
+      // An unreachable kubeconfig: the spec must be refused before it matters.
+      const r = await kreg([command, '--image', 'Not An Image'], { KUBECONFIG: '/nonexistent/kubeconfig' });
+      assert.equal(r.code, EXIT.usage, `${command}: ${r.stderr}`);
+      assert.equal(r.stderr, `kreg ${command}: spec of environment "dev" is invalid:\n  image: must be an image reference like kreg/registration:1.2.3\n`);
+    }
+  });
+
   it('bad input: one line saying what is wrong and where to look, exit 2', async () => {
     for (const [args, pattern] of [
       [['launch'], /unknown command "launch"; expected one of: synth, diff/],
