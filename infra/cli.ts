@@ -7,14 +7,8 @@ import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
 import { buildApp, ENVIRONMENTS, environmentSpec, synthToDisk, type BuildAppOptions } from './main.js';
 import { parseSpec, SpecError } from './spec.js';
-import { KubeClient, KubeConnectionError } from './engine/client.js';
-import { deploy, EXIT, EngineError, toEngineError, type DeployReport, type Target } from './engine/deploy.js';
-import { diff, renderDiff } from './engine/diff.js';
-import { formatEvidence } from './engine/diagnostics.js';
-import { destroy, rollback, status } from './engine/lifecycle.js';
-import { LineReporter, SilentReporter, type Reporter } from './engine/report.js';
-import type { KubeObject } from './engine/types.js';
-import { describeRef } from './engine/types.js';
+import { adviceFor, EXIT, exitCodeOf, LineRenderer, renderDiff, renderStatus } from './cli/render.js';
+import { chooseRevision, deploy, destroy, diff, KubeClient, rollback, status, toEngineError, type DeployReport, type EngineEvent, type EngineFailure, type KubeObject, type Target } from './engine/index.js';
 import { verifyRegistration } from './verify.js';
 
 const COMMANDS = ['synth', 'diff', 'deploy', 'status', 'rollback', 'destroy', 'verify'] as const;
@@ -261,7 +255,11 @@ export async function run(argv: string[], io: Io = { stdout: process.stdout, std
 
   // Live lines go to stderr with --output json, so stdout holds nothing but the report.
   const live = cli.json ? io.stderr : io.stdout;
-  const reporter: Reporter = cli.json ? new SilentReporter() : new LineReporter(live, Boolean(live.isTTY) && !environ.NO_COLOR);
+  const renderer = new LineRenderer(live, Boolean(live.isTTY) && !environ.NO_COLOR);
+  const onEvent = cli.json ? (_: EngineEvent) => {} : renderer.onEvent;
+  const say = (line: string) => {
+    if (!cli.json) renderer.line(line, true);
+  };
   let client: KubeClient;
   try {
     const kubeconfig = cli.kubeconfig ?? environ.KUBECONFIG;
@@ -276,60 +274,58 @@ export async function run(argv: string[], io: Io = { stdout: process.stdout, std
     switch (cli.command) {
       case 'diff': {
         const objects = desiredObjects({ env: cli.env, ...(cli.image ? { image: cli.image } : {}) });
-        const report = await diff(client, objects, target, { prune: cli.prune });
-        if (cli.json) emit(report);
-        else if (report.error) {
-          io.stderr.write(`kreg diff: ${report.error}\n`);
-          for (const d of report.details ?? []) io.stderr.write(`  ${d}\n`);
-        } else io.stdout.write(renderDiff(report, Boolean(io.stdout.isTTY) && !environ.NO_COLOR));
-        return report.exitCode;
+        const report = await diff(client, objects, target, { prune: cli.prune, forceConflicts: cli.forceConflicts });
+        const code = report.failure ? exitCodeOf(report.failure) : report.changes ? EXIT.changes : EXIT.ok;
+        if (cli.json) emit({ ...report, exitCode: code });
+        else if (report.failure) printFailure(io, cli.command, report.failure);
+        else io.stdout.write(renderDiff(report, Boolean(io.stdout.isTTY) && !environ.NO_COLOR));
+        return code;
       }
       case 'deploy':
       case 'rollback': {
         const t0 = performance.now();
         const objects = cli.command === 'deploy' ? desiredObjects({ env: cli.env, ...(cli.image ? { image: cli.image } : {}) }) : [];
         const synthMs = Math.round(performance.now() - t0);
-        if (cli.command === 'deploy') reporter.step(`synth: ${objects.length} objects for ${cli.env} in-process (${synthMs} ms) → context ${client.contextName} (${client.server})`);
+        if (cli.command === 'deploy') say(`synth: ${objects.length} objects for ${cli.env} in-process (${synthMs} ms) → context ${client.contextName} (${client.server})`);
         const options = {
           timeoutMs: cli.timeoutMs,
           wait: cli.wait,
           prune: cli.prune,
           forceConflicts: cli.forceConflicts,
           description: `${cli.command} ${cli.env}${cli.image ? ` (image ${cli.image})` : ''}`,
-          reporter,
+          onEvent,
         };
-        const report: DeployReport & { rolledBackTo?: number } =
-          cli.command === 'deploy' ? await deploy(client, objects, target, options) : await rollback(client, target, cli.to, options);
+        let report: DeployReport & { rolledBackTo?: number };
+        if (cli.command === 'deploy') report = await deploy(client, objects, target, options);
+        else {
+          const revision = await chooseRevision(client, target.set, cli.to);
+          say(`rollback: re-applying revision ${revision.number} (${revision.description || 'no description'}, ${revision.deployedAt})`);
+          report = await rollback(client, target, revision, options);
+        }
         report.timingsMs.synth = synthMs;
-        if (cli.json) emit(report);
+        const code = exitCodeOf(report.failure);
+        if (cli.json) emit({ ...report, exitCode: code });
         else if (report.ok) {
-          reporter.step(
+          say(
             report.changed
               ? `deployed ${cli.env}: revision ${report.revision}${report.pruned.length ? `, pruned ${report.pruned.length}` : ''} (${report.timingsMs.total} ms, ${report.apiCalls} API calls)`
               : `no changes: ${cli.env} is at revision ${report.revision} and ready (${report.timingsMs.total} ms, ${report.apiCalls} API calls)`,
           );
         }
-        return report.exitCode;
+        return code;
       }
       case 'status': {
         const s = await status(client, target.set);
         if (cli.json) emit(s);
         else if (!s.deployed) io.stdout.write(`nothing deployed: no ApplySet ${target.set.namespace}/${target.set.name} in context ${client.contextName}\n`);
-        else {
-          io.stdout.write(`${cli.env}: revision ${s.revision}, ${s.ready ? 'all ready' : 'NOT ready'}\n`);
-          for (const o of s.objects) {
-            io.stdout.write(`  ${o.health.state.padEnd(11)} ${describeRef(o.ref)}: ${o.health.message}\n`);
-            if (o.evidence) for (const line of formatEvidence(o.evidence)) io.stdout.write(`    ${line}\n`);
-          }
-          io.stdout.write('history:\n');
-          for (const h of s.history) io.stdout.write(`  ${String(h.number).padStart(3)}  ${h.status.padEnd(10)} ${h.deployedAt}  ${h.description}\n`);
-        }
+        else io.stdout.write(renderStatus(cli.env, s));
         return !s.deployed ? EXIT.usage : s.ready ? EXIT.ok : EXIT.failed;
       }
       case 'destroy': {
-        const report = await destroy(client, target, { includeKept: cli.includeKept, wait: cli.wait, timeoutMs: cli.timeoutMs, reporter });
+        const report = await destroy(client, target, { includeKept: cli.includeKept, wait: cli.wait, timeoutMs: cli.timeoutMs, onEvent });
         if (cli.json) emit(report);
-        else reporter.step(`destroyed ${cli.env}: ${report.deleted.length} deleted, ${report.kept.length} kept`);
+        else if (report.absent) say(`nothing to destroy: no ApplySet ${target.set.namespace}/${target.set.name}`);
+        else say(`destroyed ${cli.env}: ${report.deleted.length} deleted, ${report.kept.length} kept`);
         return report.ok ? EXIT.ok : EXIT.timeout;
       }
       case 'verify': {
@@ -337,7 +333,7 @@ export async function run(argv: string[], io: Io = { stdout: process.stdout, std
         const report = await verifyRegistration(client.kc, {
           namespace: ns,
           timeoutMs: cli.timeoutMs,
-          ...(cli.json ? {} : { log: (line: string) => reporter.step(line) }),
+          ...(cli.json ? {} : { log: say }),
         });
         if (cli.json) emit(report);
         else {
@@ -347,17 +343,19 @@ export async function run(argv: string[], io: Io = { stdout: process.stdout, std
       }
     }
   } catch (err) {
-    const e = err instanceof KubeConnectionError ? new EngineError(EXIT.unreachable, err.message) : toEngineError(err);
-    if (cli.json) emit({ ok: false, exitCode: e.exitCode, error: e.message, details: e.details });
-    else {
-      io.stderr.write(`kreg ${cli.command}: ${e.message}\n`);
-      for (const d of e.details) io.stderr.write(`  ${d}\n`);
-    }
-    return e.exitCode;
+    const failure = toEngineError(err).toFailure();
+    if (cli.json) emit({ ok: false, exitCode: exitCodeOf(failure), failure });
+    else printFailure(io, cli.command, failure);
+    return exitCodeOf(failure);
   } finally {
     client.close();
   }
   return EXIT.ok;
+}
+
+function printFailure(io: Io, command: string, failure: EngineFailure): void {
+  io.stderr.write(`kreg ${command}: ${failure.message}${adviceFor(failure) ? `; ${adviceFor(failure)}` : ''}\n`);
+  for (const d of failure.details ?? []) io.stderr.write(`  ${d}\n`);
 }
 
 const isMain = process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href;

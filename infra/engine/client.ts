@@ -70,16 +70,76 @@ export interface ApiRequestOptions {
   /** Return the raw text instead of parsing JSON (pod logs). */
   text?: boolean;
   timeoutMs?: number;
+  /** Aborts the request (an AbortError is thrown). */
+  signal?: AbortSignal;
+  /** Counted here as well as on the client: a run's own API calls (and those of the runs around it). */
+  counters?: Array<{ calls: number }>;
 }
 
-export class KubeClient {
-  /** API calls made so far (each HTTP request to the API server counts once). */
+/**
+ * The part of the Kubernetes API the engine uses. `KubeClient` implements it; `scoped()` gives a
+ * view for one run: its own call count and a signal that cancels every request it makes.
+ */
+export interface KubeApi {
+  readonly server: string;
+  readonly contextName: string;
+  /** API calls made through this view. */
+  readonly calls: number;
+  get(ref: ObjectRef): Promise<KubeObject | undefined>;
+  list(apiVersion: string, kind: string, options?: ListOptions): Promise<KubeObject[]>;
+  apply(obj: KubeObject, options: ApplyOptions): Promise<KubeObject>;
+  create(obj: KubeObject): Promise<KubeObject>;
+  delete(ref: ObjectRef, options?: DeleteOptions): Promise<boolean>;
+  isNamespaced(apiVersion: string, kind: string): Promise<boolean>;
+  preferredApiVersion(group: string): Promise<string>;
+  forgetDiscovery(apiVersion: string): void;
+  podLog(namespace: string, pod: string, options: PodLogOptions): Promise<string>;
+  scoped(scope: { signal?: AbortSignal }): KubeApi;
+}
+
+/** Reads for readiness and evidence: direct API reads today, a watch-fed cache in a controller. */
+export type ClusterReader = Pick<KubeApi, 'get' | 'list' | 'podLog'>;
+
+export interface ListOptions {
+  namespace?: string;
+  labelSelector?: string;
+  fieldSelector?: string;
+}
+export interface ApplyOptions {
+  fieldManager: string;
+  force?: boolean;
+  dryRun?: boolean;
+}
+export interface DeleteOptions {
+  propagationPolicy?: 'Background' | 'Foreground' | 'Orphan';
+  dryRun?: boolean;
+}
+export interface PodLogOptions {
+  container?: string;
+  tailLines?: number;
+  previous?: boolean;
+}
+
+interface CallContext {
+  signal?: AbortSignal;
+  counters?: Array<{ calls: number }>;
+}
+
+/**
+ * How long discovery of a group-version is trusted. A kind missing from a cached answer is asked
+ * again sooner (`DISCOVERY_MISS_RECHECK_MS`): a CRD installed after start-up must be found.
+ */
+const DISCOVERY_TTL_MS = 10 * 60_000;
+const DISCOVERY_MISS_RECHECK_MS = 2_000;
+
+export class KubeClient implements KubeApi {
+  /** API calls made so far over the client's life (each HTTP request counts once); see `scoped`. */
   calls = 0;
   readonly server: string;
   readonly contextName: string;
   readonly defaultNamespace: string;
   private readonly agent: HttpAgent;
-  private readonly discovery = new Map<string, Promise<Map<string, ResourceInfo>>>();
+  private readonly discovery = new Map<string, { at: number; resources: Promise<Map<string, ResourceInfo>> }>();
   private readonly tlsOptions: RequestOptions;
 
   private constructor(
@@ -134,12 +194,21 @@ export class KubeClient {
       ...(body !== undefined ? { 'content-type': options.contentType ?? 'application/json', 'content-length': String(Buffer.byteLength(body)) } : {}),
     };
     this.calls++;
+    for (const counter of options.counters ?? []) counter.calls++;
+    options.signal?.throwIfAborted();
     const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
     const timeoutMs = options.timeoutMs ?? this.requestTimeoutMs;
     const { status, text } = await new Promise<{ status: number; text: string; headers: IncomingHttpHeaders }>((resolve, reject) => {
       const req = send(
         url,
-        { method, headers, agent: this.agent, ...(auth.auth ? { auth: auth.auth } : {}), ...pickTls(this.tlsOptions) },
+        {
+          method,
+          headers,
+          agent: this.agent,
+          ...(auth.auth ? { auth: auth.auth } : {}),
+          ...pickTls(this.tlsOptions),
+          ...(options.signal ? { signal: options.signal } : {}),
+        },
         (res) => {
           const chunks: Buffer[] = [];
           res.on('data', (c: Buffer) => chunks.push(c));
@@ -148,7 +217,7 @@ export class KubeClient {
         },
       );
       req.setTimeout(timeoutMs, () => req.destroy(Object.assign(new Error(`timed out after ${timeoutMs} ms`), { code: 'ETIMEDOUT' })));
-      req.on('error', (err) => reject(new KubeConnectionError(this.server, err)));
+      req.on('error', (err) => reject(err.name === 'AbortError' ? err : new KubeConnectionError(this.server, err)));
       if (body !== undefined) req.write(body);
       req.end();
     });
@@ -160,38 +229,44 @@ export class KubeClient {
   }
 
   /** Resource name and scope of a kind, from the API server's discovery (one call per group-version, cached). */
-  async resourceFor(apiVersion: string, kind: string): Promise<ResourceInfo> {
-    let pending = this.discovery.get(apiVersion);
-    if (!pending) {
-      const path = apiVersion.includes('/') ? `/apis/${apiVersion}` : `/api/${apiVersion}`;
-      pending = this.request<{ resources: Array<{ name: string; kind: string; namespaced: boolean; verbs: string[] }> }>('GET', path).then(
-        (list) => {
-          const byKind = new Map<string, ResourceInfo>();
-          for (const r of list.resources) {
-            if (r.name.includes('/')) continue; // subresources such as deployments/status
-            byKind.set(r.kind, { plural: r.name, namespaced: r.namespaced, verbs: r.verbs });
-          }
-          return byKind;
-        },
-        (err) => {
-          this.discovery.delete(apiVersion);
-          if (err instanceof KubeApiError && err.status === 404) {
-            throw new KubeApiError(404, 'NoKindMatch', `the cluster does not serve ${apiVersion} (is its CRD installed?)`);
-          }
-          throw err;
-        },
-      );
-      this.discovery.set(apiVersion, pending);
+  async resourceFor(apiVersion: string, kind: string, ctx: CallContext = {}): Promise<ResourceInfo> {
+    const cached = this.discovery.get(apiVersion);
+    const fresh = cached && Date.now() - cached.at < DISCOVERY_TTL_MS ? cached : undefined;
+    let info = fresh ? (await fresh.resources).get(kind) : undefined;
+    if (!info && (!fresh || Date.now() - fresh.at >= DISCOVERY_MISS_RECHECK_MS)) {
+      info = (await this.discover(apiVersion, ctx)).get(kind);
     }
-    const info = (await pending).get(kind);
     if (!info) throw new KubeApiError(404, 'NoKindMatch', `the cluster serves ${apiVersion} but no kind ${kind} in it`);
     return info;
   }
 
+  private discover(apiVersion: string, ctx: CallContext): Promise<Map<string, ResourceInfo>> {
+    const path = apiVersion.includes('/') ? `/apis/${apiVersion}` : `/api/${apiVersion}`;
+    const resources = this.request<{ resources: Array<{ name: string; kind: string; namespaced: boolean; verbs: string[] }> }>('GET', path, ctx).then(
+      (list) => {
+        const byKind = new Map<string, ResourceInfo>();
+        for (const r of list.resources) {
+          if (r.name.includes('/')) continue; // subresources such as deployments/status
+          byKind.set(r.kind, { plural: r.name, namespaced: r.namespaced, verbs: r.verbs });
+        }
+        return byKind;
+      },
+      (err) => {
+        if (this.discovery.get(apiVersion)?.resources === resources) this.discovery.delete(apiVersion);
+        if (err instanceof KubeApiError && err.status === 404) {
+          throw new KubeApiError(404, 'NoKindMatch', `the cluster does not serve ${apiVersion} (is its CRD installed?)`);
+        }
+        throw err;
+      },
+    );
+    this.discovery.set(apiVersion, { at: Date.now(), resources });
+    return resources;
+  }
+
   /** The version the server prefers for an API group (`''` is the core group, always `v1`). */
-  async preferredApiVersion(group: string): Promise<string> {
+  async preferredApiVersion(group: string, ctx: CallContext = {}): Promise<string> {
     if (group === '') return 'v1';
-    const g = await this.request<{ preferredVersion?: { groupVersion: string }; versions: Array<{ groupVersion: string }> }>('GET', `/apis/${group}`);
+    const g = await this.request<{ preferredVersion?: { groupVersion: string }; versions: Array<{ groupVersion: string }> }>('GET', `/apis/${group}`, ctx);
     return g.preferredVersion?.groupVersion ?? g.versions[0]!.groupVersion;
   }
 
@@ -200,8 +275,8 @@ export class KubeClient {
     this.discovery.delete(apiVersion);
   }
 
-  async collectionPath(apiVersion: string, kind: string, namespace?: string): Promise<string> {
-    const info = await this.resourceFor(apiVersion, kind);
+  async collectionPath(apiVersion: string, kind: string, namespace?: string, ctx: CallContext = {}): Promise<string> {
+    const info = await this.resourceFor(apiVersion, kind, ctx);
     const base = apiVersion.includes('/') ? `/apis/${apiVersion}` : `/api/${apiVersion}`;
     if (info.namespaced) {
       if (!namespace) throw new Error(`${kind} is namespaced: a namespace is needed`);
@@ -210,19 +285,24 @@ export class KubeClient {
     return `${base}/${info.plural}`;
   }
 
-  async objectPath(ref: ObjectRef): Promise<string> {
-    const info = await this.resourceFor(ref.apiVersion, ref.kind);
-    return `${await this.collectionPath(ref.apiVersion, ref.kind, info.namespaced ? ref.namespace : undefined)}/${encodeURIComponent(ref.name)}`;
+  async objectPath(ref: ObjectRef, ctx: CallContext = {}): Promise<string> {
+    const info = await this.resourceFor(ref.apiVersion, ref.kind, ctx);
+    return `${await this.collectionPath(ref.apiVersion, ref.kind, info.namespaced ? ref.namespace : undefined, ctx)}/${encodeURIComponent(ref.name)}`;
   }
 
-  async isNamespaced(apiVersion: string, kind: string): Promise<boolean> {
-    return (await this.resourceFor(apiVersion, kind)).namespaced;
+  async isNamespaced(apiVersion: string, kind: string, ctx: CallContext = {}): Promise<boolean> {
+    return (await this.resourceFor(apiVersion, kind, ctx)).namespaced;
+  }
+
+  /** A view of this client for one run: its own call count; `signal` cancels all its requests. */
+  scoped(scope: { signal?: AbortSignal } = {}): KubeApi {
+    return new ScopedKubeApi(this, scope.signal, []);
   }
 
   /** The live object, or undefined when it does not exist. */
-  async get(ref: ObjectRef): Promise<KubeObject | undefined> {
+  async get(ref: ObjectRef, ctx: CallContext = {}): Promise<KubeObject | undefined> {
     try {
-      return await this.request<KubeObject>('GET', await this.objectPath(ref));
+      return await this.request<KubeObject>('GET', await this.objectPath(ref, ctx), ctx);
     } catch (err) {
       if (err instanceof KubeApiError && err.status === 404 && err.reason !== 'NoKindMatch') return undefined;
       throw err;
@@ -230,13 +310,14 @@ export class KubeClient {
   }
 
   /** Every object of a kind (in one namespace, or cluster-wide), following `continue` tokens. */
-  async list(apiVersion: string, kind: string, options: { namespace?: string; labelSelector?: string; fieldSelector?: string } = {}): Promise<KubeObject[]> {
-    const path = await this.collectionPath(apiVersion, kind, options.namespace);
+  async list(apiVersion: string, kind: string, options: ListOptions = {}, ctx: CallContext = {}): Promise<KubeObject[]> {
+    const path = await this.collectionPath(apiVersion, kind, options.namespace, ctx);
     const items: KubeObject[] = [];
     let token: string | undefined;
     do {
       const page = await this.request<{ items: KubeObject[]; metadata?: { continue?: string } }>('GET', path, {
         query: { labelSelector: options.labelSelector, fieldSelector: options.fieldSelector, limit: 500, continue: token },
+        ...ctx,
       });
       // Lists omit apiVersion/kind on their items; put them back so items are self-describing.
       for (const item of page.items) items.push({ ...item, apiVersion, kind });
@@ -249,10 +330,11 @@ export class KubeClient {
    * Server-side apply: creates or updates `obj` with the fields it lists, owned by `fieldManager`.
    * `fieldValidation=Strict` makes an unknown or duplicated field an error instead of a silent drop.
    */
-  async apply(obj: KubeObject, options: { fieldManager: string; force?: boolean; dryRun?: boolean }): Promise<KubeObject> {
+  async apply(obj: KubeObject, options: ApplyOptions, ctx: CallContext = {}): Promise<KubeObject> {
     const ref = refOf(obj);
     try {
-      return await this.request<KubeObject>('PATCH', await this.objectPath(ref), {
+      return await this.request<KubeObject>('PATCH', await this.objectPath(ref, ctx), {
+        ...ctx,
         body: obj,
         contentType: 'application/apply-patch+yaml',
         query: {
@@ -268,10 +350,27 @@ export class KubeClient {
     }
   }
 
-  /** Deletes; true when it existed. Background propagation: dependents (pods, ReplicaSets) go too. */
-  async delete(ref: ObjectRef, options: { propagationPolicy?: 'Background' | 'Foreground' | 'Orphan'; dryRun?: boolean } = {}): Promise<boolean> {
+  /** Creates; a 409 AlreadyExists if the name is taken (what makes a revision number unique). */
+  async create(obj: KubeObject, ctx: CallContext = {}): Promise<KubeObject> {
+    const ref = refOf(obj);
+    const info = await this.resourceFor(ref.apiVersion, ref.kind, ctx);
     try {
-      await this.request('DELETE', await this.objectPath(ref), {
+      return await this.request<KubeObject>('POST', await this.collectionPath(ref.apiVersion, ref.kind, info.namespaced ? ref.namespace : undefined, ctx), {
+        ...ctx,
+        body: obj,
+        query: { fieldManager: 'kreg', fieldValidation: 'Strict' },
+      });
+    } catch (err) {
+      if (err instanceof KubeApiError) throw new KubeApiError(err.status, err.reason, err.message, err.causes, ref);
+      throw err;
+    }
+  }
+
+  /** Deletes; true when it existed. Background propagation: dependents (pods, ReplicaSets) go too. */
+  async delete(ref: ObjectRef, options: DeleteOptions = {}, ctx: CallContext = {}): Promise<boolean> {
+    try {
+      await this.request('DELETE', await this.objectPath(ref, ctx), {
+        ...ctx,
         body: { kind: 'DeleteOptions', apiVersion: 'v1', propagationPolicy: options.propagationPolicy ?? 'Background', ...(options.dryRun ? { dryRun: ['All'] } : {}) },
       });
       return true;
@@ -282,11 +381,66 @@ export class KubeClient {
   }
 
   /** The last lines of a container's log (`previous`: the container that ran before the last restart). */
-  async podLog(namespace: string, pod: string, options: { container?: string; tailLines?: number; previous?: boolean }): Promise<string> {
+  async podLog(namespace: string, pod: string, options: PodLogOptions, ctx: CallContext = {}): Promise<string> {
     return this.request<string>('GET', `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(pod)}/log`, {
+      ...ctx,
       query: { container: options.container, tailLines: options.tailLines ?? 20, previous: options.previous || undefined },
       text: true,
     });
+  }
+}
+
+/** One run's view of a client: same connection and discovery, its own count and cancellation. */
+class ScopedKubeApi implements KubeApi {
+  private readonly ctx: CallContext;
+  private readonly counter = { calls: 0 };
+  constructor(
+    private readonly client: KubeClient,
+    private readonly signal: AbortSignal | undefined,
+    outer: Array<{ calls: number }>,
+  ) {
+    this.ctx = { counters: [...outer, this.counter], ...(signal ? { signal } : {}) };
+  }
+  get server() {
+    return this.client.server;
+  }
+  get contextName() {
+    return this.client.contextName;
+  }
+  get calls() {
+    return this.counter.calls;
+  }
+  get(ref: ObjectRef) {
+    return this.client.get(ref, this.ctx);
+  }
+  list(apiVersion: string, kind: string, options?: ListOptions) {
+    return this.client.list(apiVersion, kind, options, this.ctx);
+  }
+  apply(obj: KubeObject, options: ApplyOptions) {
+    return this.client.apply(obj, options, this.ctx);
+  }
+  create(obj: KubeObject) {
+    return this.client.create(obj, this.ctx);
+  }
+  delete(ref: ObjectRef, options?: DeleteOptions) {
+    return this.client.delete(ref, options, this.ctx);
+  }
+  isNamespaced(apiVersion: string, kind: string) {
+    return this.client.isNamespaced(apiVersion, kind, this.ctx);
+  }
+  preferredApiVersion(group: string) {
+    return this.client.preferredApiVersion(group, this.ctx);
+  }
+  forgetDiscovery(apiVersion: string) {
+    this.client.forgetDiscovery(apiVersion);
+  }
+  podLog(namespace: string, pod: string, options: PodLogOptions) {
+    return this.client.podLog(namespace, pod, options, this.ctx);
+  }
+  /** A scope inside this one: its calls count here too; its signal, or this scope's, cancels it. */
+  scoped(scope: { signal?: AbortSignal }) {
+    const signal = scope.signal && this.signal ? AbortSignal.any([scope.signal, this.signal]) : (scope.signal ?? this.signal);
+    return new ScopedKubeApi(this.client, signal, this.ctx.counters!);
   }
 }
 

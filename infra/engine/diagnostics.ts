@@ -4,7 +4,7 @@
  * of the container's log — the previous container's too when it restarted, because a crash loop's
  * cause is in the log of the container that died, not in the one waiting to start.
  */
-import type { KubeClient } from './client.js';
+import type { ClusterReader } from './client.js';
 import { currentPods } from './readiness.js';
 import type { Health, KubeObject, ObjectRef } from './types.js';
 
@@ -18,7 +18,7 @@ export interface Evidence {
 const LOG_LINES = 20;
 const EVENT_LIMIT = 10;
 
-export async function gatherEvidence(client: KubeClient, ref: ObjectRef, health: Health): Promise<Evidence> {
+export async function gatherEvidence(client: ClusterReader, ref: ObjectRef, health: Health): Promise<Evidence> {
   const evidence: Evidence = { conditions: [], events: [], containers: [], logs: [] };
   const obj = await client.get(ref).catch(() => undefined);
   for (const c of (obj?.status?.conditions ?? []) as Array<Record<string, string>>) {
@@ -82,14 +82,3 @@ function describeState(state: Record<string, any> | undefined): string {
   return 'unknown';
 }
 
-/** Evidence as indented text lines, for the terminal. */
-export function formatEvidence(e: Evidence): string[] {
-  const out: string[] = [];
-  if (e.conditions.length) out.push('  conditions:', ...e.conditions.map((c) => `    ${c}`));
-  if (e.containers.length) out.push('  containers:', ...e.containers.map((c) => `    ${c}`));
-  if (e.events.length) out.push('  events:', ...e.events.map((c) => `    ${c}`));
-  for (const l of e.logs) {
-    out.push(`  logs of ${l.pod}/${l.container}${l.previous ? ' (previous container)' : ''}:`, ...l.lines.map((x) => `    | ${x}`));
-  }
-  return out;
-}

@@ -5,12 +5,14 @@
  * server bookkeeping (managedFields, resourceVersion, ...) left out; plus what prune would delete.
  */
 import { stringify } from 'yaml';
-import type { KubeClient } from './client.js';
-import { EXIT, FIELD_MANAGER, EngineError, listMembers, mapLimit, prepare, toEngineError, type Target } from './deploy.js';
-import { decidePrune, readParent } from './inventory.js';
+import type { KubeApi } from './client.js';
+import { toEngineError, type EngineFailure } from './errors.js';
+import { decidePrune, parentRefOf, readParent } from './inventory.js';
 import { classifyChange, normalizeForDiff, type Change } from './plan.js';
+import { FIELD_MANAGER, listMembers, prepare, validate, type Target } from './reconcile.js';
 import type { KubeObject, ObjectRef } from './types.js';
-import { describeRef, refKey, refOf } from './types.js';
+import { refKey, refOf } from './types.js';
+import { mapLimit } from './util.js';
 
 export interface ObjectDiff {
   ref: ObjectRef;
@@ -21,11 +23,12 @@ export interface ObjectDiff {
 
 export interface DiffReport {
   ok: boolean;
-  exitCode: number;
+  /** Something would be created, updated or pruned. */
+  changes: boolean;
   objects: ObjectDiff[];
   kept: Array<{ ref: ObjectRef; why: string }>;
-  error?: string;
-  details?: string[];
+  /** Why no diff could be made: the same validation (and the same failure kinds) as a deploy's. */
+  failure?: EngineFailure;
   apiCalls: number;
 }
 
@@ -89,70 +92,52 @@ export function unifiedDiff(before: string[], after: string[], context = 3): str
   return out;
 }
 
-export async function diff(client: KubeClient, input: KubeObject[], target: Target, options: { prune: boolean }): Promise<DiffReport> {
+/**
+ * What a deploy of `input` would do. Runs the deploy's own prepare and validate stages (so a
+ * rejection or a field conflict is the same failure, with the same kind, as the deploy would hit),
+ * without creating anything: objects in a namespace that does not exist yet are shown as sent.
+ * Never throws for what happens in the cluster; the report carries the failure.
+ */
+export async function diff(client: KubeApi, input: KubeObject[], target: Target, options: { prune: boolean; forceConflicts?: boolean; signal?: AbortSignal }): Promise<DiffReport> {
+  const api = client.scoped(options.signal ? { signal: options.signal } : {});
   const manager = target.fieldManager ?? FIELD_MANAGER;
-  const report: DiffReport = { ok: true, exitCode: EXIT.ok, objects: [], kept: [], apiCalls: 0 };
+  const report: DiffReport = { ok: true, changes: false, objects: [], kept: [], apiCalls: 0 };
   try {
-    const prepared = await prepare(client, input, target.set);
-    const missingNamespaces = new Set<string>();
-    for (const ns of prepared.namespaces) {
-      if (!(await client.get({ apiVersion: 'v1', kind: 'Namespace', name: ns }))) missingNamespaces.add(ns);
-    }
-    const problems: string[] = [];
+    const prepared = await prepare(api, input, target.set);
+    const validation = await validate(api, prepared, manager, { force: options.forceConflicts ?? false, createNamespaces: false });
     const results = new Map<string, ObjectDiff>();
     await mapLimit(prepared.objects, 8, async (obj) => {
       const ref = refOf(obj);
-      const live = await client.get(ref).catch(() => undefined);
-      if (!live && obj.metadata.namespace && missingNamespaces.has(obj.metadata.namespace)) {
-        // Its namespace does not exist yet, so the server cannot dry-run it: show the object as sent.
-        results.set(refKey(ref), { ref, change: 'create', lines: toYamlLines(obj).map((l) => `+${l}`) });
+      const key = refKey(ref);
+      const dry = validation.dryRuns.get(key);
+      const live = dry ? await api.get(ref) : undefined;
+      if (!dry) {
+        // Not dry-run (its namespace or CRD does not exist yet): show the object as sent.
+        results.set(key, { ref, change: 'create', lines: toYamlLines(obj).map((l) => `+${l}`) });
         return;
       }
-      try {
-        const dry = await client.apply(obj, { fieldManager: manager, dryRun: true });
-        const change = classifyChange(live, dry, manager);
-        const lines = change === 'unchanged' ? [] : live ? unifiedDiff(toYamlLines(live), toYamlLines(dry)) : toYamlLines(dry).map((l) => `+${l}`);
-        results.set(refKey(ref), { ref, change, lines });
-      } catch (err) {
-        problems.push(`${describeRef(ref)}: ${err instanceof Error ? err.message : String(err)}`);
-      }
+      const change = classifyChange(live, dry, manager);
+      const lines = change === 'unchanged' ? [] : live ? unifiedDiff(toYamlLines(live), toYamlLines(dry)) : toYamlLines(dry).map((l) => `+${l}`);
+      results.set(key, { ref, change, lines });
     });
-    if (problems.length) throw new EngineError(EXIT.invalid, `${problems.length} object(s) rejected by the server-side dry run`, undefined, undefined, problems);
     report.objects = prepared.objects.map((o) => results.get(refKey(refOf(o)))!);
     if (options.prune) {
-      const parentLive = await client.get({ apiVersion: 'v1', kind: 'Secret', namespace: target.set.namespace, name: target.set.name });
+      const parentLive = await api.get(parentRefOf(target.set));
       if (parentLive) {
-        const members = await listMembers(client, target.set, readParent(target.set, parentLive), prepared.objects);
-        const decision = decidePrune(members, prepared.objects.map(refOf));
+        const parent = readParent(target.set, parentLive);
+        const { members } = await listMembers(api, target.set, parent, prepared.objects);
+        const decision = decidePrune(members, prepared.objects.map(refOf), parent.uid);
         for (const p of decision.prune) report.objects.push({ ref: refOf(p), change: 'prune', lines: toYamlLines(p).map((l) => `-${l}`) });
         report.kept = decision.kept.map((k) => ({ ref: refOf(k.object), why: k.why }));
       }
     }
-    report.exitCode = report.objects.some((o) => o.change !== 'unchanged') ? EXIT.changes : EXIT.ok;
+    report.changes = report.objects.some((o) => o.change !== 'unchanged');
   } catch (err) {
-    const e = toEngineError(err);
+    if (options.signal?.aborted) throw err;
     report.ok = false;
-    report.exitCode = e.exitCode;
-    report.error = e.message;
-    if (e.details.length) report.details = e.details;
+    report.failure = toEngineError(err).toFailure();
   }
-  report.apiCalls = client.calls;
+  report.apiCalls = api.calls;
   return report;
 }
 
-/** The diff as text; colours for a TTY. */
-export function renderDiff(report: DiffReport, color: boolean): string {
-  const c = (code: string, s: string) => (color ? `\x1b[${code}m${s}\x1b[0m` : s);
-  const out: string[] = [];
-  const symbol = { create: '+', update: '~', prune: '-', unchanged: '=' } as const;
-  for (const o of report.objects) {
-    if (o.change === 'unchanged') continue;
-    out.push(c('1', `${symbol[o.change]} ${describeRef(o.ref)} (${o.change === 'prune' ? 'would be pruned' : o.change})`));
-    for (const l of o.lines) out.push(`    ${l.startsWith('+') ? c('32', l) : l.startsWith('-') ? c('31', l) : l.startsWith('@@') ? c('36', l) : l}`);
-  }
-  for (const k of report.kept) out.push(c('2', `= ${describeRef(k.ref)} no longer desired, kept: ${k.why}`));
-  const counts = { create: 0, update: 0, prune: 0, unchanged: 0 };
-  for (const o of report.objects) counts[o.change]++;
-  out.push(`${counts.create} to create, ${counts.update} to update, ${counts.prune} to prune, ${counts.unchanged} unchanged`);
-  return out.join('\n') + '\n';
-}

@@ -5,6 +5,11 @@
  * `applyset.kubernetes.io/part-of=<id>`. Listing only the recorded group-kinds, with that label,
  * finds the members again without scanning every API type.
  *
+ * The parent is a Secret for the CLI, or a custom resource whose CRD is labelled
+ * `applyset.kubernetes.io/is-parent-type: "true"` for a controller (KEP-3659 allows both): then the
+ * resource a user created is the set, and `kubectl` sees the same inventory as kreg. Of a custom
+ * resource parent kreg applies only these labels and annotations, never its spec.
+ *
  * The parent also carries kreg's own bookkeeping: the current revision number. Revision history
  * lives in separate Secrets (see revisions.ts), so the parent stays small.
  */
@@ -22,18 +27,35 @@ export const REVISION_ANNOTATION = 'kreg.dev/revision';
 export const TOOLING = 'kreg/v1';
 
 export interface ApplySetRef {
-  /** Name of the parent Secret. */
+  /** Name of the parent. */
   name: string;
-  /** Namespace of the parent Secret. */
+  /** Namespace of the parent (and the set's default namespace). */
   namespace: string;
+  /** Kind of the parent: a Secret when unset; a custom resource for a controller. */
+  parent?: { apiVersion: string; kind: string };
+}
+
+const SECRET_PARENT = { apiVersion: 'v1', kind: 'Secret' } as const;
+
+/** The parent object's reference. */
+export function parentRefOf(set: ApplySetRef): ObjectRef {
+  const { apiVersion, kind } = set.parent ?? SECRET_PARENT;
+  return { apiVersion, kind, namespace: set.namespace, name: set.name };
+}
+
+/** True when the parent is a custom resource (owned by its user; kreg writes only its metadata). */
+export function hasResourceParent(set: ApplySetRef): boolean {
+  return set.parent !== undefined && !(set.parent.apiVersion === 'v1' && set.parent.kind === 'Secret');
 }
 
 /**
  * The ApplySet id as KEP-3659 defines it: `applyset-` + unpadded base64url(sha256(
- * `<name>.<namespace>.<kind>.<group>`)) + `-v1`, for a parent Secret (core group, so empty).
+ * `<name>.<namespace>.<kind>.<group>`)) + `-v1` (the core group is the empty string).
  */
 export function applySetId(set: ApplySetRef): string {
-  const digest = createHash('sha256').update(`${set.name}.${set.namespace}.Secret.`).digest('base64url');
+  const { apiVersion, kind } = set.parent ?? SECRET_PARENT;
+  const group = apiVersion.includes('/') ? apiVersion.split('/')[0]! : '';
+  const digest = createHash('sha256').update(`${set.name}.${set.namespace}.${kind}.${group}`).digest('base64url');
   return `applyset-${digest}-v1`;
 }
 
@@ -41,16 +63,26 @@ export function memberLabels(set: ApplySetRef): Record<string, string> {
   return { [APPLYSET_PART_OF_LABEL]: applySetId(set) };
 }
 
-/** The parent Secret listing `groupKinds` and `namespaces` (other than its own), at `revision`. */
-export function parentObject(set: ApplySetRef, contents: { groupKinds: string[]; namespaces: string[]; revision: number }): KubeObject {
+/**
+ * The parent listing `groupKinds` and `namespaces` (other than its own), at `revision`: a whole
+ * Secret, or, for a custom resource parent, only the labels and annotations kreg owns on it.
+ * `resourceVersion`, when given, makes the write fail with 409 if the parent changed since it was read.
+ */
+export function parentObject(
+  set: ApplySetRef,
+  contents: { groupKinds: string[]; namespaces: string[]; revision: number },
+  resourceVersion?: string,
+): KubeObject {
   const extra = [...new Set(contents.namespaces)].filter((n) => n !== set.namespace).sort();
+  const { apiVersion, kind } = parentRefOf(set);
   return {
-    apiVersion: 'v1',
-    kind: 'Secret',
+    apiVersion,
+    kind,
     metadata: {
       name: set.name,
       namespace: set.namespace,
-      labels: { [APPLYSET_ID_LABEL]: applySetId(set), 'app.kubernetes.io/managed-by': 'kreg' },
+      ...(resourceVersion ? { resourceVersion } : {}),
+      labels: { [APPLYSET_ID_LABEL]: applySetId(set), ...(hasResourceParent(set) ? {} : { 'app.kubernetes.io/managed-by': 'kreg' }) },
       annotations: {
         [APPLYSET_TOOLING_ANNOTATION]: TOOLING,
         [APPLYSET_GROUP_KINDS_ANNOTATION]: [...new Set(contents.groupKinds)].sort().join(','),
@@ -58,7 +90,7 @@ export function parentObject(set: ApplySetRef, contents: { groupKinds: string[];
         [REVISION_ANNOTATION]: String(contents.revision),
       },
     },
-    type: 'kreg.dev/applyset',
+    ...(hasResourceParent(set) ? {} : { type: 'kreg.dev/applyset' }),
   };
 }
 
@@ -67,9 +99,13 @@ export interface ParentState {
   namespaces: string[];
   revision: number;
   tooling?: string;
+  /** The parent's resourceVersion when read (writes are guarded by it); undefined if it does not exist. */
+  resourceVersion?: string;
+  /** The parent's uid: members controlled by it are the set's own (a controller sets ownerReferences). */
+  uid?: string;
 }
 
-/** What a live parent says (or an empty set when there is none yet). */
+/** What a live parent says (or an empty set when there is none yet, or it is not a set yet). */
 export function readParent(set: ApplySetRef, live: KubeObject | undefined): ParentState {
   if (!live) return { groupKinds: [], namespaces: [set.namespace], revision: 0 };
   const a = live.metadata.annotations ?? {};
@@ -79,6 +115,8 @@ export function readParent(set: ApplySetRef, live: KubeObject | undefined): Pare
     namespaces: [set.namespace, ...list(a[APPLYSET_NAMESPACES_ANNOTATION])],
     revision: Number(a[REVISION_ANNOTATION] ?? 0) || 0,
     ...(a[APPLYSET_TOOLING_ANNOTATION] ? { tooling: a[APPLYSET_TOOLING_ANNOTATION] } : {}),
+    ...(live.metadata.resourceVersion ? { resourceVersion: live.metadata.resourceVersion } : {}),
+    ...(live.metadata.uid ? { uid: live.metadata.uid } : {}),
   };
 }
 
@@ -96,10 +134,12 @@ export interface PruneDecision {
 
 /**
  * Members found in the cluster that the desired set no longer has are pruned, except: objects
- * annotated `kreg.dev/prune: never` (data), and objects a controller owns (they carry our label only
- * because their owner's template copied it; deleting them is their owner's business).
+ * annotated `kreg.dev/prune: never` (data), and objects another controller owns (they carry our
+ * label only because their owner's template copied it; deleting them is their owner's business).
+ * Members whose controller is the parent itself (`parentUid`: a custom resource parent whose
+ * controller sets ownerReferences) are the set's own and are pruned.
  */
-export function decidePrune(members: KubeObject[], desired: ObjectRef[]): PruneDecision {
+export function decidePrune(members: KubeObject[], desired: ObjectRef[], parentUid?: string): PruneDecision {
   const wanted = new Set(desired.map(refKey));
   const out: PruneDecision = { prune: [], kept: [] };
   for (const m of members) {
@@ -110,7 +150,7 @@ export function decidePrune(members: KubeObject[], desired: ObjectRef[]): PruneD
       continue;
     }
     const controller = m.metadata.ownerReferences?.find((o) => o.controller);
-    if (controller) {
+    if (controller && !(parentUid !== undefined && controller.uid === parentUid)) {
       out.kept.push({ object: m, why: `controlled by ${controller.kind}/${controller.name}` });
       continue;
     }

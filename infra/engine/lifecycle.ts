@@ -3,21 +3,18 @@
  * recorded revision) and destroy (delete the inventory, workloads before what they use).
  */
 import { PRUNE_ANNOTATION, PRUNE_NEVER } from './annotations.js';
-import type { KubeClient } from './client.js';
-import { deploy, EXIT, EngineError, listMembers, mapLimit, type DeployOptions, type DeployReport, type Target } from './deploy.js';
-import { readParent, type ApplySetRef } from './inventory.js';
-import { byPhase } from './plan.js';
+import type { KubeApi } from './client.js';
+import { deploy, type DeployOptions, type DeployReport } from './deploy.js';
 import { gatherEvidence, type Evidence } from './diagnostics.js';
-import { evaluateHealth } from './readiness.js';
-import type { Reporter } from './report.js';
+import { EngineError } from './errors.js';
+import type { EventSink } from './events.js';
+import { parentRefOf, readParent, type ApplySetRef } from './inventory.js';
+import { byPhase } from './plan.js';
+import { evaluateOnce, listMembers, type Target } from './reconcile.js';
 import { listRevisions, revisionName, type Revision } from './revisions.js';
 import type { Health, KubeObject, ObjectRef } from './types.js';
 import { describeRef, refKey, refOf } from './types.js';
-import { fetchRelated } from './wait.js';
-
-function parentRef(set: ApplySetRef): ObjectRef {
-  return { apiVersion: 'v1', kind: 'Secret', namespace: set.namespace, name: set.name };
-}
+import { mapLimit, sleep } from './util.js';
 
 export interface StatusReport {
   deployed: boolean;
@@ -26,47 +23,59 @@ export interface StatusReport {
   objects: Array<{ ref: ObjectRef; health: Health; evidence?: Evidence }>;
   history: Array<Omit<Revision, 'objects'>>;
   ready: boolean;
+  /** Kinds that could not be listed (RBAC, API errors): their members are missing from `objects`. */
+  unlisted: string[];
 }
 
-export async function status(client: KubeClient, set: ApplySetRef): Promise<StatusReport> {
-  const parent = await client.get(parentRef(set));
-  if (!parent) return { deployed: false, revision: null, objects: [], history: [], ready: false };
+/** Readiness of every member of the set, with evidence for what is not ready, and the history. */
+export async function status(client: KubeApi, set: ApplySetRef, options: { signal?: AbortSignal } = {}): Promise<StatusReport> {
+  const api = client.scoped(options);
+  const parent = await api.get(parentRefOf(set));
+  if (!parent) return { deployed: false, revision: null, objects: [], history: [], ready: false, unlisted: [] };
   const state = readParent(set, parent);
-  const members = await listMembers(client, set, state);
-  const related = await fetchRelated(client, members);
-  const now = new Date();
-  const objects: StatusReport['objects'] = byPhase(members)
-    .flatMap((g) => g.objects)
-    .map((m) => ({ ref: refOf(m), health: evaluateHealth(m, related.get(m.metadata.namespace ?? '') ?? {}, now) }));
+  const { members, unlisted } = await listMembers(api, set, state);
+  const ordered = byPhase(members).flatMap((g) => g.objects);
+  const known = Object.fromEntries(ordered.map((m) => [refKey(refOf(m)), m]));
+  const objects: StatusReport['objects'] = await evaluateOnce(api, ordered.map(refOf), known);
   // Why something is not ready is the question `status` is asked; a pod's own log says what its
   // readiness probe cannot (a probe event only says "statuscode: 503").
   await mapLimit(
     objects.filter((o) => o.health.state !== 'ready'),
     4,
     async (o) => {
-      o.evidence = await gatherEvidence(client, o.ref, o.health);
+      o.evidence = await gatherEvidence(api, o.ref, o.health);
     },
   );
-  const history = (await listRevisions(client, set)).map(({ objects: _objects, ...rest }) => rest);
-  return { deployed: true, revision: state.revision, objects, history, ready: objects.every((o) => o.health.state === 'ready') };
+  const history = (await listRevisions(api, set)).map(({ objects: _objects, ...rest }) => rest);
+  return {
+    deployed: true,
+    revision: state.revision,
+    objects,
+    history,
+    ready: unlisted.length === 0 && objects.every((o) => o.health.state === 'ready'),
+    unlisted: unlisted.map((u) => `${u.groupKind}${u.namespace ? ` in ${u.namespace}` : ''}: ${u.reason}`),
+  };
 }
 
-export async function rollback(client: KubeClient, target: Target, to: number | undefined, options: DeployOptions): Promise<DeployReport & { rolledBackTo?: number }> {
-  const parent = await client.get(parentRef(target.set));
-  const current = readParent(target.set, parent).revision;
-  const history = await listRevisions(client, target.set);
-  if (history.length === 0) throw new EngineError(EXIT.usage, `no recorded revisions for ${describeRef(parentRef(target.set))}: nothing to roll back to`);
-  let chosen: Revision | undefined;
+/** The revision a rollback re-applies: `to`, or the last successful one before the current. */
+export async function chooseRevision(client: KubeApi, set: ApplySetRef, to: number | undefined): Promise<Revision> {
+  const current = readParent(set, await client.get(parentRefOf(set))).revision;
+  const history = await listRevisions(client, set);
+  if (history.length === 0) throw new EngineError({ kind: 'usage', message: `no recorded revisions for ${describeRef(parentRefOf(set))}: nothing to roll back to` });
   if (to !== undefined) {
-    chosen = history.find((h) => h.number === to);
-    if (!chosen) throw new EngineError(EXIT.usage, `no revision ${to}; recorded: ${history.map((h) => h.number).join(', ')}`);
-  } else {
-    chosen = [...history].reverse().find((h) => h.number < current && h.status !== 'failed');
-    if (!chosen) throw new EngineError(EXIT.usage, `no successful revision before the current one (${current}) to roll back to; pass --to N`);
+    const chosen = history.find((h) => h.number === to);
+    if (!chosen) throw new EngineError({ kind: 'usage', message: `no revision ${to}; recorded: ${history.map((h) => h.number).join(', ')}` });
+    return chosen;
   }
-  options.reporter.step(`rollback: re-applying revision ${chosen.number} (${chosen.description || 'no description'}, ${chosen.deployedAt})`);
-  const report = await deploy(client, chosen.objects, target, { ...options, description: `rollback to revision ${chosen.number}` });
-  return { ...report, rolledBackTo: chosen.number };
+  const chosen = [...history].reverse().find((h) => h.number < current && h.status !== 'failed');
+  if (!chosen) throw new EngineError({ kind: 'usage', message: `no successful revision before the current one (${current}) to roll back to; choose one by number` });
+  return chosen;
+}
+
+/** Re-deploys a recorded revision (with prune and wait, as a deploy). */
+export async function rollback(client: KubeApi, target: Target, revision: Revision, options: DeployOptions): Promise<DeployReport & { rolledBackTo: number }> {
+  const report = await deploy(client, revision.objects, target, { ...options, description: `rollback to revision ${revision.number}` });
+  return { ...report, rolledBackTo: revision.number };
 }
 
 export interface DestroyReport {
@@ -74,22 +83,33 @@ export interface DestroyReport {
   deleted: ObjectRef[];
   kept: Array<{ ref: ObjectRef; why: string }>;
   remaining: ObjectRef[];
+  /** No ApplySet parent was found: there was nothing to destroy. */
+  absent: boolean;
 }
 
+/**
+ * Deletes every member of the set (workloads before what they use, each phase gone before the
+ * next), then its revisions and parent. Objects annotated `kreg.dev/prune: never` stay unless
+ * `includeKept`, and so does a namespace that holds them.
+ */
 export async function destroy(
-  client: KubeClient,
+  client: KubeApi,
   target: Target,
-  options: { includeKept: boolean; wait: boolean; timeoutMs: number; reporter: Reporter },
+  options: { includeKept: boolean; wait: boolean; timeoutMs: number; onEvent?: EventSink; signal?: AbortSignal },
 ): Promise<DestroyReport> {
+  const api = client.scoped(options.signal ? { signal: options.signal } : {});
   const { set } = target;
-  const r = options.reporter;
-  const report: DestroyReport = { ok: true, deleted: [], kept: [], remaining: [] };
-  const parent = await client.get(parentRef(set));
-  if (!parent) {
-    r.step(`nothing to destroy: no ApplySet ${describeRef(parentRef(set))}`);
-    return report;
+  const emit = options.onEvent ?? (() => {});
+  const report: DestroyReport = { ok: true, deleted: [], kept: [], remaining: [], absent: false };
+  const parent = await api.get(parentRefOf(set));
+  if (!parent) return { ...report, absent: true };
+  const { members, unlisted } = await listMembers(api, set, readParent(set, parent));
+  if (unlisted.length) {
+    throw new EngineError({
+      kind: 'refused',
+      message: `cannot list every kind of the set, so destroying it would leave members behind: ${unlisted.map((u) => `${u.groupKind}: ${u.reason}`).join('; ')}`,
+    });
   }
-  const members = await listMembers(client, set, readParent(set, parent));
   const keep = (m: KubeObject) => !options.includeKept && m.metadata.annotations?.[PRUNE_ANNOTATION] === PRUNE_NEVER;
   const keptObjects = members.filter(keep);
   // Deleting a namespace deletes everything in it: a namespace holding kept objects stays.
@@ -98,14 +118,14 @@ export async function destroy(
     if (keep(m)) report.kept.push({ ref: refOf(m), why: `annotated ${PRUNE_ANNOTATION}: ${PRUNE_NEVER} (--include-kept deletes it)` });
     else if (m.kind === 'Namespace' && keptNamespaces.has(m.metadata.name)) report.kept.push({ ref: refOf(m), why: 'holds kept objects' });
   }
-  for (const k of report.kept) r.action(k.ref, 'kept', k.why);
+  for (const k of report.kept) emit({ type: 'prune', ref: k.ref, action: 'kept', why: k.why });
   const keptKeys = new Set(report.kept.map((k) => refKey(k.ref)));
   const doomed = members.filter((m) => !keptKeys.has(refKey(refOf(m))));
   for (const group of byPhase(doomed, true)) {
     await mapLimit(group.objects, 8, async (obj) => {
-      if (await client.delete(refOf(obj))) {
+      if (await api.delete(refOf(obj))) {
         report.deleted.push(refOf(obj));
-        r.action(refOf(obj), 'deleted');
+        emit({ type: 'prune', ref: refOf(obj), action: 'deleted' });
       }
     });
     if (options.wait) {
@@ -114,18 +134,19 @@ export async function destroy(
       let left = group.objects.map(refOf);
       while (left.length && Date.now() < deadline) {
         const still: ObjectRef[] = [];
-        for (const ref of left) if (await client.get(ref)) still.push(ref);
+        for (const ref of left) if (await api.get(ref)) still.push(ref);
         left = still;
-        if (left.length) await new Promise((res) => setTimeout(res, 500));
+        if (left.length) await sleep(500, options.signal);
       }
       report.remaining.push(...left);
     }
   }
   // The bookkeeping goes last (it may already be gone with its namespace).
-  const revisions = await listRevisions(client, set).catch(() => []);
-  for (const rev of revisions) await client.delete({ apiVersion: 'v1', kind: 'Secret', namespace: set.namespace, name: revisionName(set, rev.number) }).catch(() => false);
-  await client.delete(parentRef(set)).catch(() => false);
+  const revisions = await listRevisions(api, set).catch(() => []);
+  for (const rev of revisions) await api.delete({ apiVersion: 'v1', kind: 'Secret', namespace: set.namespace, name: revisionName(set, rev.number) }).catch(() => false);
+  // A custom resource parent belongs to its user (and its deletion is what started this); only a Secret parent is ours to delete.
+  if (parentRefOf(set).kind === 'Secret') await api.delete(parentRefOf(set)).catch(() => false);
   report.ok = report.remaining.length === 0;
-  if (!report.ok) r.warn(`still terminating after ${Math.round(options.timeoutMs / 1000)} s: ${report.remaining.map(describeRef).join(', ')}`);
+  if (!report.ok) emit({ type: 'warning', message: `still terminating after ${Math.round(options.timeoutMs / 1000)} s: ${report.remaining.map(describeRef).join(', ')}` });
   return report;
 }

@@ -5,7 +5,7 @@
  * Secrets rather than ConfigMaps because manifests may hold Secret data.
  */
 import { gunzipSync, gzipSync } from 'node:zlib';
-import type { KubeClient } from './client.js';
+import { KubeApiError, type KubeApi } from './client.js';
 import type { ApplySetRef } from './inventory.js';
 import type { KubeObject } from './types.js';
 
@@ -62,7 +62,7 @@ export function parseRevision(secret: KubeObject): Revision {
 }
 
 /** All recorded revisions of a set, oldest first. */
-export async function listRevisions(client: KubeClient, set: ApplySetRef): Promise<Revision[]> {
+export async function listRevisions(client: Pick<KubeApi, 'list'>, set: ApplySetRef): Promise<Revision[]> {
   let items: KubeObject[];
   try {
     items = await client.list('v1', 'Secret', { namespace: set.namespace, labelSelector: `${SET_LABEL}=${set.name}` });
@@ -76,16 +76,40 @@ export async function listRevisions(client: KubeClient, set: ApplySetRef): Promi
     .sort((a, b) => a.number - b.number);
 }
 
-/** Writes revision `rev`, marks the previous deployed one superseded, and trims history. */
-export async function recordRevision(client: KubeClient, set: ApplySetRef, rev: Revision, fieldManager: string, history: Revision[]): Promise<void> {
-  await client.apply(revisionObject(set, rev), { fieldManager, force: true });
+/**
+ * Records a revision under the next free number above `previous` and every recorded one, marks the
+ * previous deployed one superseded, and trims history; returns the number used. The revision is
+ * created, never overwritten: if another writer takes the same number first (409 AlreadyExists),
+ * the next number is tried, so two concurrent runs cannot record over each other.
+ */
+export async function recordRevision(
+  client: KubeApi,
+  set: ApplySetRef,
+  draft: Omit<Revision, 'number'>,
+  previous: number,
+  fieldManager: string,
+): Promise<number> {
+  let history = await listRevisions(client, set);
+  let number = Math.max(previous, ...history.map((h) => h.number), 0) + 1;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await client.create(revisionObject(set, { ...draft, number }));
+      break;
+    } catch (err) {
+      if (!(err instanceof KubeApiError && err.status === 409) || attempt >= 4) throw err;
+      history = await listRevisions(client, set);
+      number = Math.max(number, ...history.map((h) => h.number)) + 1;
+    }
+  }
+  const rev: Revision = { ...draft, number };
   if (rev.status === 'deployed') {
-    for (const old of history.filter((h) => h.status === 'deployed' && h.number !== rev.number)) {
+    for (const old of history.filter((h) => h.status === 'deployed' && h.number !== number)) {
       await client.apply(revisionObject(set, { ...old, status: 'superseded' }), { fieldManager, force: true });
     }
   }
-  const all = [...history.filter((h) => h.number !== rev.number), rev].sort((a, b) => a.number - b.number);
+  const all = [...history.filter((h) => h.number !== number), rev].sort((a, b) => a.number - b.number);
   for (const old of all.slice(0, Math.max(0, all.length - HISTORY_LIMIT))) {
     await client.delete({ apiVersion: 'v1', kind: 'Secret', namespace: set.namespace, name: revisionName(set, old.number) });
   }
+  return number;
 }

@@ -14,9 +14,9 @@ import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { desiredObjects, run, targetFor } from '../../infra/cli.js';
 import { KubeClient } from '../../infra/engine/client.js';
-import { deploy, EXIT, type DeployReport } from '../../infra/engine/deploy.js';
+import { EXIT } from '../../infra/cli/render.js';
+import { deploy, type DeployReport } from '../../infra/engine/deploy.js';
 import { applySetId } from '../../infra/engine/inventory.js';
-import { SilentReporter } from '../../infra/engine/report.js';
 import type { KubeObject } from '../../infra/engine/types.js';
 import { deleteNamespace, diagnostics, failureTracker, KUBECONFIG, kubectl, kubectlJson, ROOT } from './kube.js';
 
@@ -48,7 +48,7 @@ async function kregJson<T = DeployReport>(...args: string[]): Promise<{ code: nu
 async function deployObjects(objects: KubeObject[], timeoutMs = 120_000): Promise<DeployReport> {
   const client = await KubeClient.create({ kubeconfig: KUBECONFIG });
   try {
-    return await deploy(client, objects, target, { timeoutMs, wait: true, prune: true, forceConflicts: false, description: 'test', reporter: new SilentReporter(), pollMs: 500 });
+    return await deploy(client, objects, target, { timeoutMs, wait: true, prune: true, forceConflicts: false, description: 'test', pollMs: 500 });
   } finally {
     client.close();
   }
@@ -160,7 +160,7 @@ describe('kreg on a real cluster', { timeout: 20 * 60_000 }, () => {
       const report = await deployObjects(withDeployment(desiredObjects({ env: ENV }), (d) => (d.spec.template.spec.containers[0].image = 'kreg/does-not-exist:1')), 180_000);
       const seconds = (performance.now() - t0) / 1000;
       assert.equal(report.ok, false);
-      assert.equal(report.exitCode, EXIT.failed);
+      assert.equal(report.failure?.kind, 'failed');
       assert.match(report.failure!.message, /ErrImagePull|ImagePullBackOff/);
       assert.equal(report.failure!.ref?.kind, 'Deployment');
       const events = report.failure!.evidence!.events.join('\n');
@@ -183,7 +183,7 @@ describe('kreg on a real cluster', { timeout: 20 * 60_000 }, () => {
         180_000,
       );
       const seconds = (performance.now() - t0) / 1000;
-      assert.equal(report.exitCode, EXIT.failed, JSON.stringify(report.failure));
+      assert.equal(report.failure?.kind, 'failed', JSON.stringify(report.failure));
       assert.match(report.failure!.message, /CrashLoopBackOff/);
       const logs = report.failure!.evidence!.logs;
       assert.ok(logs.some((l) => l.previous && l.lines.some((x) => x.includes('kreg-test: config is broken'))), JSON.stringify(logs));
@@ -200,7 +200,7 @@ describe('kreg on a real cluster', { timeout: 20 * 60_000 }, () => {
       const rvBefore = (await kubectlJson(['-n', NS, 'get', 'configmap', 'registration-config'])).metadata.resourceVersion;
       const objects = withDeployment(desiredObjects({ env: ENV, settings: { LOG_LEVEL: 'warn' } }), (d) => (d.spec.template.spec.containers[0].notAField = true));
       const report = await deployObjects(objects);
-      assert.equal(report.exitCode, EXIT.invalid);
+      assert.equal(report.failure?.kind, 'invalid');
       assert.match(report.failure!.message, /rejected by the server-side dry run; nothing was applied/);
       assert.match(report.failure!.details!.join('\n'), /Deployment\/kreg-dev\/registration: .*notAField/);
       const cm = await kubectlJson(['-n', NS, 'get', 'configmap', 'registration-config']);

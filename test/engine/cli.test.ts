@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { describe, it } from 'node:test';
 import { parseCli, parseDuration, run } from '../../infra/cli.js';
-import { EXIT } from '../../infra/engine/deploy.js';
+import { EXIT } from '../../infra/cli/render.js';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
 

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { renderDiff, toYamlLines, unifiedDiff } from '../../infra/engine/diff.js';
+import { renderDiff } from '../../infra/cli/render.js';
+import { toYamlLines, unifiedDiff } from '../../infra/engine/diff.js';
 
 describe('diff rendering', () => {
   it('a unified diff shows changed lines with context and correct hunk headers', () => {
@@ -25,7 +26,7 @@ describe('diff rendering', () => {
     const text = renderDiff(
       {
         ok: true,
-        exitCode: 1,
+        changes: true,
         apiCalls: 3,
         objects: [
           { ref: { apiVersion: 'v1', kind: 'ConfigMap', name: 'c', namespace: 'n' }, change: 'update', lines: ['@@ -1,1 +1,1 @@', '-  A: "1"', '+  A: "2"'] },
