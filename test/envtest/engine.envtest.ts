@@ -34,6 +34,23 @@ const job = (namespace: string, name: string): KubeObject => ({
   },
 });
 
+/** A CRD in the test group `example.kreg.dev`, version v1, with `spec` fields of the given types. */
+function crd(kind: string, scope: 'Namespaced' | 'Cluster', specFields: Record<string, string>, labels: Record<string, string> = {}): KubeObject {
+  const singular = kind.toLowerCase();
+  const properties = Object.fromEntries(Object.entries(specFields).map(([k, type]) => [k, { type }]));
+  return {
+    apiVersion: 'apiextensions.k8s.io/v1',
+    kind: 'CustomResourceDefinition',
+    metadata: { name: `${singular}s.example.kreg.dev`, labels },
+    spec: {
+      group: 'example.kreg.dev',
+      scope,
+      names: { plural: `${singular}s`, singular, kind },
+      versions: [{ name: 'v1', served: true, storage: true, schema: { openAPIV3Schema: { type: 'object', properties: { spec: { type: 'object', properties } } } } }],
+    },
+  };
+}
+
 function options(extra: Partial<ReconcileOptions> = {}): ReconcileOptions & { events: EngineEvent[] } {
   const events: EngineEvent[] = [];
   return { forceConflicts: false, prune: true, wait: true, description: 'test', onEvent: (e) => events.push(e), events, ...extra };
@@ -118,23 +135,13 @@ describe('engine orchestration on a real API server', { skip, timeout: 180_000 }
   });
 
   it('a CRD and its custom resource in one set: progressing until Established, then the resource is applied', async () => {
-    const crd: KubeObject = {
-      apiVersion: 'apiextensions.k8s.io/v1',
-      kind: 'CustomResourceDefinition',
-      metadata: { name: 'widgets.example.kreg.dev' },
-      spec: {
-        group: 'example.kreg.dev',
-        scope: 'Namespaced',
-        names: { plural: 'widgets', singular: 'widget', kind: 'Widget' },
-        versions: [{ name: 'v1', served: true, storage: true, schema: { openAPIV3Schema: { type: 'object', properties: { spec: { type: 'object', properties: { size: { type: 'integer' } } } } } } }],
-      },
-    };
+    const widgetCrd = crd('Widget', 'Namespaced', { size: 'integer' });
     const widget: KubeObject = { apiVersion: 'example.kreg.dev/v1', kind: 'Widget', metadata: { name: 'w', namespace: 'crd' }, spec: { size: 3 } };
     const target: Target = { set: { name: 'kreg-crd', namespace: 'crd' } };
     let memo;
     let result;
     for (let i = 0; i < 40; i++) {
-      result = await reconcileOnce(client, [ns('crd'), crd, widget], target, options(), memo);
+      result = await reconcileOnce(client, [ns('crd'), widgetCrd, widget], target, options(), memo);
       if (result.status !== 'progressing') break;
       memo = result.memo;
       await new Promise((r) => setTimeout(r, result!.requeueAfterMs));
@@ -146,6 +153,7 @@ describe('engine orchestration on a real API server', { skip, timeout: 180_000 }
 
   it('prune: deletes what is no longer desired, keeps prune-never and other controllers\' objects', async () => {
     const target: Target = { set: { name: 'kreg-prune', namespace: 'prune' } };
+    await client.apply(ns('prune'), { fieldManager: 'test' });
     const owner = await client.apply(cm('prune', 'owner-elsewhere'), { fieldManager: 'someone-else' });
     const controlled = cm('prune', 'controlled', { a: '1' }, {
       ownerReferences: [{ apiVersion: 'v1', kind: 'ConfigMap', name: 'owner-elsewhere', uid: owner.metadata.uid!, controller: true }],
@@ -166,17 +174,7 @@ describe('engine orchestration on a real API server', { skip, timeout: 180_000 }
   });
 
   it('a custom resource as ApplySet parent: members it controls are pruned; kreg writes only its metadata', async () => {
-    const parentCrd: KubeObject = {
-      apiVersion: 'apiextensions.k8s.io/v1',
-      kind: 'CustomResourceDefinition',
-      metadata: { name: 'sets.example.kreg.dev', labels: { 'applyset.kubernetes.io/is-parent-type': 'true' } },
-      spec: {
-        group: 'example.kreg.dev',
-        scope: 'Namespaced',
-        names: { plural: 'sets', singular: 'set', kind: 'Set' },
-        versions: [{ name: 'v1', served: true, storage: true, schema: { openAPIV3Schema: { type: 'object', properties: { spec: { type: 'object', properties: { owner: { type: 'string' } } } } } } }],
-      },
-    };
+    const parentCrd = crd('Set', 'Namespaced', { owner: 'string' }, { 'applyset.kubernetes.io/is-parent-type': 'true' });
     await client.apply(parentCrd, { fieldManager: 'test' });
     await client.apply(ns('owned'), { fieldManager: 'test' });
     let parent: KubeObject | undefined;
@@ -284,20 +282,7 @@ describe('engine orchestration on a real API server', { skip, timeout: 180_000 }
     const other = await KubeClient.create({ kubeconfig: server.kubeconfig });
     try {
       assert.equal(await other.isNamespaced('example.kreg.dev/v1', 'Widget'), true); // caches the group
-      await client.apply(
-        {
-          apiVersion: 'apiextensions.k8s.io/v1',
-          kind: 'CustomResourceDefinition',
-          metadata: { name: 'gadgets.example.kreg.dev' },
-          spec: {
-            group: 'example.kreg.dev',
-            scope: 'Cluster',
-            names: { plural: 'gadgets', singular: 'gadget', kind: 'Gadget' },
-            versions: [{ name: 'v1', served: true, storage: true, schema: { openAPIV3Schema: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true } } }],
-          },
-        },
-        { fieldManager: 'test' },
-      );
+      await client.apply(crd('Gadget', 'Cluster', {}), { fieldManager: 'test' });
       let found: boolean | undefined;
       const deadline = Date.now() + 15_000;
       while (found === undefined && Date.now() < deadline) {
