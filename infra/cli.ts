@@ -330,7 +330,7 @@ export async function run(argv: string[], io: Io = { stdout: process.stdout, std
       }
       case 'verify': {
         const ns = target.set.namespace;
-        const report = await verifyRegistration(client.kc, {
+        const report = await verifyRegistration(client, {
           namespace: ns,
           timeoutMs: cli.timeoutMs,
           ...(cli.json ? {} : { log: say }),

@@ -20,7 +20,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import * as http from 'node:http';
-import type { KubeConfig } from '@kubernetes/client-node';
+import type { KubeClient } from './engine/client.js';
 import { openServiceTunnel, type ServiceTunnel, type TunnelError } from './engine/tunnel.js';
 
 export interface VerifyStep {
@@ -51,14 +51,14 @@ export interface VerifyOptions {
   log?: (line: string) => void;
 }
 
-export async function verifyRegistration(kc: KubeConfig, opts: VerifyOptions): Promise<VerifyReport> {
+export async function verifyRegistration(client: KubeClient, opts: VerifyOptions): Promise<VerifyReport> {
   const service = opts.service ?? 'registration';
   const timeoutMs = opts.timeoutMs ?? 60_000;
   const started = Date.now();
   const target = `service ${opts.namespace}/${service}${opts.port !== undefined ? ` port ${opts.port}` : ''}`;
   let tunnel: ServiceTunnel;
   try {
-    tunnel = await openServiceTunnel(kc, {
+    tunnel = await openServiceTunnel(client, {
       namespace: opts.namespace,
       service,
       ...(opts.port !== undefined ? { port: opts.port } : {}),

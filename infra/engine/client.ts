@@ -183,6 +183,15 @@ export class KubeClient implements KubeApi {
     return fresh;
   }
 
+  /**
+   * Headers and TLS settings of this client's credentials, for connections it does not make itself
+   * (the tunnel's WebSockets): the same user, certificates and server verification as every call.
+   */
+  async connectionOptions(): Promise<{ headers: Record<string, string>; auth?: string } & Record<string, unknown>> {
+    const auth = await this.authOptions();
+    return { headers: { ...(auth.headers as Record<string, string>) }, ...(auth.auth ? { auth: auth.auth } : {}), ...pickTls(this.tlsOptions) };
+  }
+
   async request<T = any>(method: string, path: string, options: ApiRequestOptions = {}): Promise<T> {
     const url = new URL(this.server + path);
     for (const [k, v] of Object.entries(options.query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v));

@@ -55,6 +55,11 @@ export interface ReconcileOptions {
   description: string;
   onEvent?: EventSink;
   signal?: AbortSignal;
+  /**
+   * Where health and evidence are read: the API directly (default), or a controller's watch-fed
+   * cache. Writes and the dry run always go to the API.
+   */
+  reader?: ClusterReader;
 }
 
 export type ReconcileStatus = 'ready' | 'progressing' | 'failed';
@@ -563,6 +568,7 @@ function runDigest(input: KubeObject[], target: Target, options: ReconcileOption
  */
 export async function reconcileOnce(client: KubeApi, input: KubeObject[], target: Target, options: ReconcileOptions, previous?: ReconcileMemo): Promise<ReconcileResult> {
   const api = client.scoped(options.signal ? { signal: options.signal } : {});
+  const reader: ClusterReader = options.reader ?? api;
   const emit: EventSink = options.onEvent ?? (() => {});
   const manager = target.fieldManager ?? FIELD_MANAGER;
   const timings: Record<string, number> = {};
@@ -610,10 +616,10 @@ export async function reconcileOnce(client: KubeApi, input: KubeObject[], target
       }
       const gate = gateOf(group);
       if (!gate) continue;
-      const results = await evaluateOnce(api, gate, memo.known);
+      const results = await evaluateOnce(reader, gate, memo.known);
       for (const ref of gate) delete memo.known[refKey(ref)]; // a gate's objects are read fresh next time
       const seen = noteHealth(memo, results, emit);
-      if (seen.failed) return await failRun(api, target, options, memo, seen.failed, emit, result);
+      if (seen.failed) return await failRun(api, reader, target, options, memo, seen.failed, emit, result);
       if (seen.pending.length) {
         emit({ type: 'wait', phase: group.phase, refs: seen.pending });
         return result('progressing', { requeueAfterMs: requeue(), waitingOn: seen.pending });
@@ -634,12 +640,12 @@ export async function reconcileOnce(client: KubeApi, input: KubeObject[], target
     if (options.wait && memo.pending.length) {
       const tw = performance.now();
       const pendingRefs = memo.objects.map(refOf).filter((r) => memo!.pending.includes(refKey(r)));
-      const results = await evaluateOnce(api, pendingRefs, memo.known);
+      const results = await evaluateOnce(reader, pendingRefs, memo.known);
       memo.known = {}; // only the first evaluation may use what the plan fetched
       const seen = noteHealth(memo, results, emit);
       timings.health = Math.round(performance.now() - tw);
       memo.pending = seen.pending.map(refKey);
-      if (seen.failed) return await failRun(api, target, options, memo, seen.failed, emit, result);
+      if (seen.failed) return await failRun(api, reader, target, options, memo, seen.failed, emit, result);
       if (memo.pending.length) return result('progressing', { requeueAfterMs: requeue(), waitingOn: seen.pending });
       emit({ type: 'ready', objects: memo.objects.length, ms: Date.now() - memo.startedAt });
     }
@@ -700,6 +706,7 @@ function sameParent(inCluster: ParentState | undefined, wanted: ParentState): bo
 /** A failed object ends the run: evidence first, then (once) a failed revision if the run changed something. */
 async function failRun(
   api: KubeApi,
+  reader: ClusterReader,
   target: Target,
   options: ReconcileOptions,
   memo: ReconcileMemo,
@@ -707,7 +714,7 @@ async function failRun(
   emit: EventSink,
   result: (status: ReconcileStatus, extra?: Partial<ReconcileResult>) => ReconcileResult,
 ): Promise<ReconcileResult> {
-  const evidence = await gatherEvidence(api, failed.ref, failed.health);
+  const evidence = await gatherEvidence(reader, failed.ref, failed.health);
   const error = new EngineError({ kind: 'failed', message: `${failed.health.reason}: ${failed.health.message}`, ref: failed.ref, evidence });
   if (!memo.failureRecorded && memo.changed) {
     await record(api, target.set, target.fieldManager ?? FIELD_MANAGER, memo, memo.superset, { status: 'failed', description: options.description, changed: true }, emit);

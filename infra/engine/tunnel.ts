@@ -15,8 +15,8 @@
  *   connection. HTTP clients open a new connection, and that one goes to a ready pod.
  *
  * Transport: one WebSocket per connection (subprotocol `v4.channel.k8s.io`, the protocol the
- * client-node `PortForward` class speaks), opened with the `ws` package and the KubeConfig's own TLS
- * and auth options. The client-node `PortForward.portForward()` helper is not used: measured on
+ * client-node `PortForward` class speaks), opened with the `ws` package and the same credentials and
+ * TLS settings as every other call of the engine's `KubeClient` (one API stack). The client-node `PortForward.portForward()` helper is not used: measured on
  * Kubernetes 1.35 it discards the error channel and ignores the WebSocket closing, so a refused
  * connection left the local socket hanging until the client timed out (8 s in the experiment)
  * instead of being re-routed within ~15 ms; it also has no backpressure and closes the stream
@@ -35,8 +35,10 @@
  * The kubelet closes a stream ~1 s after the pod closed its end of the connection.
  */
 import * as net from 'node:net';
-import { CoreV1Api, DiscoveryV1Api, type KubeConfig, type V1Pod, type V1ServicePort } from '@kubernetes/client-node';
+import type { V1Pod, V1ServicePort } from '@kubernetes/client-node';
 import WebSocket from 'ws';
+import { KubeApiError, type KubeClient } from './client.js';
+import type { KubeObject } from './types.js';
 
 export interface ServiceTunnel {
   /** `http://127.0.0.1:<localPort>` */
@@ -101,24 +103,25 @@ interface PortPlan {
   describe: string;
 }
 
-export async function openServiceTunnel(kc: KubeConfig, opts: ServiceTunnelOptions): Promise<ServiceTunnel> {
+export async function openServiceTunnel(client: KubeClient, opts: ServiceTunnelOptions): Promise<ServiceTunnel> {
   const { namespace, service } = opts;
   const readyTimeoutMs = opts.readyTimeoutMs ?? 30_000;
   const log = opts.log ?? (() => {});
-  const core = kc.makeApiClient(CoreV1Api);
-  const discovery = kc.makeApiClient(DiscoveryV1Api);
-  const cluster = kc.getCurrentCluster();
-  if (!cluster) throw new Error('tunnel: the kubeconfig has no current cluster');
-  const wsBase = cluster.server.replace(/^http(s?):\/\//, 'ws$1://').replace(/\/+$/, '');
+  const wsBase = client.server.replace(/^http(s?):\/\//, 'ws$1://');
 
   const svc = await withTimeout(
-    core.readNamespacedService({ name: service, namespace }),
+    client.get({ apiVersion: 'v1', kind: 'Service', namespace, name: service }),
     API_TIMEOUT_MS,
     `reading service ${namespace}/${service}`,
+  ).then(
+    (found) => {
+      if (!found) throw new KubeApiError(404, 'NotFound', `services "${service}" not found`);
+      return found;
+    },
   ).catch((err: unknown) => {
     throw new Error(`tunnel: cannot read service ${namespace}/${service}: ${apiErrorMessage(err)}`);
   });
-  const plan = planPort(`${namespace}/${service}`, svc.spec?.ports ?? [], opts.port);
+  const plan = planPort(`${namespace}/${service}`, (svc.spec?.ports ?? []) as V1ServicePort[], opts.port);
 
   let connectionCount = 0;
   let reroutedCount = 0;
@@ -131,13 +134,13 @@ export async function openServiceTunnel(kc: KubeConfig, opts: ServiceTunnelOptio
   /** Ready pods behind the Service, in EndpointSlice order, without duplicates. */
   const readyPods = async (): Promise<Array<{ pod: string; slicePort?: number }>> => {
     const slices = await withTimeout(
-      discovery.listNamespacedEndpointSlice({ namespace, labelSelector: `kubernetes.io/service-name=${service}` }),
+      client.list('discovery.k8s.io/v1', 'EndpointSlice', { namespace, labelSelector: `kubernetes.io/service-name=${service}` }),
       API_TIMEOUT_MS,
       'listing EndpointSlices',
     );
     const out: Array<{ pod: string; slicePort?: number }> = [];
     const seen = new Set<string>();
-    for (const slice of slices.items) {
+    for (const slice of slices as Array<KubeObject & { ports?: Array<{ name?: string; port?: number }>; endpoints?: any[] }>) {
       const wanted = plan.servicePort.name ?? '';
       const slicePort = (slice.ports ?? []).find((p) => (p.name ?? '') === wanted)?.port;
       for (const ep of slice.endpoints ?? []) {
@@ -154,12 +157,13 @@ export async function openServiceTunnel(kc: KubeConfig, opts: ServiceTunnelOptio
 
   /** Reads the pod to skip one being deleted and to resolve a named targetPort. Throws with a short reason. */
   const resolveTarget = async (pod: string, slicePort: number | undefined): Promise<Target> => {
-    let object: V1Pod;
+    let object: V1Pod | undefined;
     try {
-      object = await withTimeout(core.readNamespacedPod({ name: pod, namespace }), API_TIMEOUT_MS, `reading pod ${pod}`);
+      object = (await withTimeout(client.get({ apiVersion: 'v1', kind: 'Pod', namespace, name: pod }), API_TIMEOUT_MS, `reading pod ${pod}`)) as V1Pod | undefined;
     } catch (err) {
-      throw new Error(apiStatus(err) === 404 ? 'went away (pod not found)' : `could not be read: ${apiErrorMessage(err)}`);
+      throw new Error(`could not be read: ${apiErrorMessage(err)}`);
     }
+    if (!object) throw new Error('went away (pod not found)');
     if (object.metadata?.deletionTimestamp) throw new Error('went away (being deleted)');
     const port = resolveTargetPort(plan.servicePort, object, slicePort);
     if (port === undefined) {
@@ -317,9 +321,9 @@ export async function openServiceTunnel(kc: KubeConfig, opts: ServiceTunnelOptio
       } catch (err) {
         return { reason: err instanceof Error ? err.message : String(err), openMs: 0 };
       }
-      const wsOptions: WebSocket.ClientOptions = {};
+      let wsOptions: WebSocket.ClientOptions;
       try {
-        await kc.applyToHTTPSOptions(wsOptions);
+        wsOptions = (await client.connectionOptions()) as WebSocket.ClientOptions;
       } catch (err) {
         return { reason: `could not be reached: kubeconfig credentials failed: ${err instanceof Error ? err.message : String(err)}`, openMs: 0 };
       }
@@ -524,21 +528,6 @@ function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<
   ]).finally(() => clearTimeout(timer));
 }
 
-function apiStatus(err: unknown): number | undefined {
-  const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === 'number' ? code : undefined;
-}
-
-/** client-node ApiException → `HTTP 404: services "x" not found`; anything else → its message. */
-function apiErrorMessage(err: unknown): string {
-  const status = apiStatus(err);
-  if (status !== undefined) {
-    const body = (err as { body?: unknown }).body;
-    return `HTTP ${status}: ${statusMessage(typeof body === 'string' ? body : JSON.stringify(body ?? ''))}`;
-  }
-  return err instanceof Error ? err.message : String(err);
-}
-
 /** The `message` of a Kubernetes Status body, else the body itself, on one line. */
 function statusMessage(body: string): string {
   try {
@@ -548,6 +537,12 @@ function statusMessage(body: string): string {
     /* not JSON */
   }
   return oneLine(body).slice(0, 300);
+}
+
+/** A refused API call → `HTTP 404: services "x" not found`; anything else → its message. */
+function apiErrorMessage(err: unknown): string {
+  if (err instanceof KubeApiError) return `HTTP ${err.status}: ${oneLine(err.message)}`;
+  return err instanceof Error ? err.message : String(err);
 }
 
 function clip(text: string, max: number): string {

@@ -14,7 +14,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import * as http from 'node:http';
 import * as net from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { KubeConfig } from '@kubernetes/client-node';
+import { KubeClient } from '../../infra/engine/client.js';
 import { openServiceTunnel, type ServiceTunnel } from '../../infra/engine/tunnel.js';
 import { buildApp } from '../../infra/main.js';
 import { verifyRegistration, verifyThrough, type VerifyStep } from '../../infra/verify.js';
@@ -24,8 +24,8 @@ const NS = `kreg-tunnel-${randomBytes(3).toString('hex')}`;
 const SELECTOR = 'app.kubernetes.io/name=registration,app.kubernetes.io/instance=registration-dev,app.kubernetes.io/component=api';
 const IMAGE = 'kreg/registration:dev';
 
-const kc = new KubeConfig();
-kc.loadFromFile(KUBECONFIG);
+/** The engine's client: the tunnel and verify use its credentials, as kreg does. */
+let kc: KubeClient;
 
 const { guard, failed } = failureTracker();
 const say = (line: string) => process.stdout.write(`# ${line}\n`);
@@ -181,12 +181,14 @@ describe(`API port-forward tunnel and verify on a real cluster (namespace ${NS})
     } catch (err) {
       throw new Error(`no cluster reachable through ${KUBECONFIG} (start one with npm run cluster:up): ${String(err)}`);
     }
+    kc = await KubeClient.create({ kubeconfig: KUBECONFIG });
     await apply(devObjects());
     await rolledOut();
     say(`deployed the dev objects into ${NS}; pods: ${(await readyPods()).map((p) => p.name).join(', ')}`);
   });
 
   after(async () => {
+    kc?.close();
     if (failed()) process.stdout.write(`${await diagnostics(NS)}\n`);
     await deleteNamespace(NS).catch(
       (err: unknown) => say(`cleanup: ${String(err)}`),
