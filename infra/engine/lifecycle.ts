@@ -60,8 +60,12 @@ export async function status(client: KubeApi, set: ApplySetRef, options: { signa
 /** The revision a rollback re-applies: `to`, or the last successful one before the current. */
 export async function chooseRevision(client: KubeApi, set: ApplySetRef, to: number | undefined): Promise<Revision> {
   const current = readParent(set, await client.get(parentRefOf(set))).revision;
-  const history = await listRevisions(client, set);
-  if (history.length === 0) throw new EngineError({ kind: 'usage', message: `no recorded revisions for ${describeRef(parentRefOf(set))}: nothing to roll back to` });
+  return pickRevision(await listRevisions(client, set), current, to, describeRef(parentRefOf(set)));
+}
+
+/** The choice itself, on a history (oldest first): pure, so every case is a fast test. */
+export function pickRevision(history: Revision[], current: number, to: number | undefined, setName = 'the set'): Revision {
+  if (history.length === 0) throw new EngineError({ kind: 'usage', message: `no recorded revisions for ${setName}: nothing to roll back to` });
   if (to !== undefined) {
     const chosen = history.find((h) => h.number === to);
     if (!chosen) throw new EngineError({ kind: 'usage', message: `no revision ${to}; recorded: ${history.map((h) => h.number).join(', ')}` });

@@ -218,6 +218,9 @@ describe('kreg on a real cluster', { timeout: 20 * 60_000 }, () => {
       const details = (conflict.report as any).failure.details.join('\n');
       assert.match(details, /ConfigMap\/kreg-dev\/registration-config: \.data\.LOG_LEVEL is owned by "someone-else"/);
       assert.equal(await configValue('LOG_LEVEL'), 'error', 'nothing applied');
+      const diffed = await kreg('diff', '--env', ENV);
+      assert.equal(diffed.code, EXIT.conflict, `diff agrees with deploy on a conflict: ${diffed.stderr}`);
+      assert.match(diffed.stderr, /re-run with --force-conflicts/);
       const forced = await kregJson('deploy', '--env', ENV, '--force-conflicts');
       assert.equal(forced.code, EXIT.ok, JSON.stringify(forced.report.failure));
       assert.equal(await configValue('LOG_LEVEL'), 'debug', 'the environment default (dev: debug) is back');
