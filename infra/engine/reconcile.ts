@@ -228,9 +228,8 @@ export async function validate(api: KubeApi, prepared: Prepared, manager: string
         return;
       }
       if (isFieldConflict(err)) conflicts.push(...describeConflict(refOf(obj), err as KubeApiError));
-      else if (err instanceof KubeApiError && err.status >= 400 && err.status < 500 && err.status !== 401 && err.status !== 403 && err.status !== 429) {
-        problems.push(`${describeRef(refOf(obj))}: ${err.message}`);
-      } else throw err;
+      else if (isRejection(err)) problems.push(`${describeRef(refOf(obj))}: ${(err as KubeApiError).message}`);
+      else throw err;
     }
   });
   if (problems.length || conflicts.length) {
@@ -248,6 +247,16 @@ export async function validate(api: KubeApi, prepared: Prepared, manager: string
     throw new EngineError({ kind: 'conflict', message: `${conflicts.length} field(s) owned by another field manager; nothing was applied${undo}`, details: conflicts });
   }
   return { dryRuns, unvalidated, createdNamespaces };
+}
+
+/**
+ * The server refused the object itself. Not: credentials (401/403) and overload (429, 503, 504),
+ * which say nothing about the object. A 500 is included: the API server answers an apply whose
+ * object does not fit the schema ("failed to create typed patch object … field not declared in
+ * schema") with 500, not 422.
+ */
+function isRejection(err: unknown): boolean {
+  return err instanceof KubeApiError && err.status >= 400 && ![401, 403, 429, 503, 504].includes(err.status);
 }
 
 /** A server-side apply refused because fields belong to another manager (not a resourceVersion clash). */

@@ -234,6 +234,18 @@ describe('engine orchestration on a real API server', { skip, timeout: 180_000 }
     assert.equal(live!.data.LOG_LEVEL, 'debug', 'nothing applied');
   });
 
+  it('an object the schema refuses fails validation as invalid, and nothing at all is applied', async () => {
+    const target: Target = { set: { name: 'kreg-invalid', namespace: 'invalid' } };
+    const bad = { ...cm('invalid', 'bad'), notAField: true };
+    const r = await deploy(client, [ns('invalid'), cm('invalid', 'good'), bad], target, { ...options(), timeoutMs: 30_000 });
+    assert.equal(r.failure?.kind, 'invalid', JSON.stringify(r.failure));
+    assert.equal(r.failure?.retryable, false);
+    assert.match(r.failure!.details!.join('\n'), /ConfigMap\/invalid\/bad: .*notAField/);
+    assert.match(r.failure!.message, /nothing was applied \(the namespace invalid created for the dry run was deleted again\)/);
+    const left = await client.get({ apiVersion: 'v1', kind: 'ConfigMap', namespace: 'invalid', name: 'good' }).catch(() => undefined);
+    assert.equal(left, undefined);
+  });
+
   it('a kind that cannot be listed is reported and stays in the parent instead of being forgotten', async () => {
     const set: ApplySetRef = { name: 'kreg-rbac', namespace: 'rbac' };
     await client.apply(ns('rbac'), { fieldManager: 'test' });
