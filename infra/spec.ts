@@ -331,6 +331,21 @@ type JsonSchema = Record<string, unknown>;
 export function specOpenApiSchema(): JsonSchema {
   const json = z.toJSONSchema(baseSpec, { io: 'input', unrepresentable: 'throw' }) as JsonSchema;
   const root = structural(json);
+  // Settings as a map with its allowed keys in CEL: a CRD prunes unknown properties silently, and a
+  // misspelt setting must be refused, not dropped.
+  const props = root.properties as Record<string, JsonSchema>;
+  props.settings = {
+    type: 'object',
+    description: props.settings!.description,
+    default: {},
+    additionalProperties: { type: 'string' },
+    'x-kubernetes-validations': [
+      {
+        rule: `self.all(k, k in [${PASSTHROUGH_SETTINGS.map((k) => `'${k}'`).join(', ')}])`,
+        message: `unknown setting; allowed: ${PASSTHROUGH_SETTINGS.join(', ')}`,
+      },
+    ],
+  };
   root['x-kubernetes-validations'] = [
     ...CROSS_FIELD_RULES.map((r) => ({ rule: r.rule, message: r.message, fieldPath: `.${r.path.join('.')}` })),
   ];

@@ -106,8 +106,13 @@ describe('CRD schema from the spec', () => {
   it('is structural: every node typed, no unions, no additionalProperties: false, no $schema', () => {
     walk(schema, 'spec', (node, path) => {
       assert.ok(typeof node.type === 'string', `${path} has a type`);
-      for (const forbidden of ['oneOf', 'anyOf', 'allOf', '$schema', 'additionalProperties', 'const', 'exclusiveMinimum']) {
+      for (const forbidden of ['oneOf', 'anyOf', 'allOf', '$schema', 'const', 'exclusiveMinimum']) {
         assert.ok(!(forbidden in node), `${path} has ${forbidden}`);
+      }
+      // additionalProperties only as a map's value schema, never `false` and never beside properties.
+      if ('additionalProperties' in node) {
+        assert.equal(typeof node.additionalProperties, 'object', `${path}: additionalProperties is a schema`);
+        assert.ok(!('properties' in node), `${path}: properties and additionalProperties together`);
       }
     });
   });

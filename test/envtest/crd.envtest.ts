@@ -1,0 +1,117 @@
+/**
+ * The RegistrationService CRD on a real API server: it is accepted and becomes Established, a good
+ * resource gets its defaults, and every bad one is refused at admission with the field path — for
+ * each case the API server (structural schema + CEL) and the spec's zod schema agree.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { KubeApiError, KubeClient } from '../../infra/engine/client.js';
+import type { KubeObject } from '../../infra/engine/types.js';
+import { API_VERSION, CRD_NAME, KIND, registrationServiceCrd } from '../../infra/operator/crd.js';
+import { parseSpec, SpecError } from '../../infra/spec.js';
+import { binariesPresent, startApiServer, type TestApiServer } from './apiserver.js';
+
+const skip = binariesPresent() || process.env.CI ? false : 'no kube-apiserver/etcd build (run npm run cluster:up once)';
+
+const resource = (name: string, spec: unknown): KubeObject => ({ apiVersion: API_VERSION, kind: KIND, metadata: { name, namespace: 'crd-test' }, spec });
+const token = { name: 'db', key: 'token' };
+
+describe('RegistrationService CRD on a real API server', { skip, timeout: 120_000 }, () => {
+  let server: TestApiServer;
+  let client: KubeClient;
+
+  before(async () => {
+    server = await startApiServer();
+    client = await KubeClient.create({ kubeconfig: server.kubeconfig });
+    await client.apply(registrationServiceCrd(), { fieldManager: 'test' });
+    await client.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'crd-test' } }, { fieldManager: 'test' });
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const crd = await client.get({ apiVersion: 'apiextensions.k8s.io/v1', kind: 'CustomResourceDefinition', name: CRD_NAME });
+      const established = (crd?.status?.conditions ?? []).some((c: { type: string; status: string }) => c.type === 'Established' && c.status === 'True');
+      if (established) break;
+      assert.ok(Date.now() < deadline, `CRD not established: ${JSON.stringify(crd?.status)}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  });
+  after(async () => {
+    client?.close();
+    await server?.stop();
+  });
+
+  /** A server-side dry run of creating it: undefined when accepted, else the refusal. */
+  async function admission(obj: KubeObject): Promise<KubeApiError | undefined> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await client.apply(obj, { fieldManager: 'test', dryRun: true });
+        return undefined;
+      } catch (err) {
+        // Right after Established, discovery can lag a moment.
+        if (err instanceof KubeApiError && err.reason === 'NoKindMatch' && attempt < 50) {
+          await new Promise((r) => setTimeout(r, 100));
+          continue;
+        }
+        if (err instanceof KubeApiError) return err;
+        throw err;
+      }
+    }
+  }
+
+  it('a minimal resource is accepted and defaulted like the spec', async () => {
+    const created = await client.apply(resource('accounts', { image: 'kreg/registration:1.2.3' }), { fieldManager: 'test', dryRun: true });
+    assert.deepEqual(created.spec, {
+      image: 'kreg/registration:1.2.3',
+      database: { mode: 'embedded', storage: '1Gi' },
+      hashConcurrency: 2,
+      resources: { cpuRequestMillis: 100, cpuLimitMillis: 1000 },
+      drainSeconds: 5,
+      graceSeconds: 25,
+      settings: {},
+      suspend: false,
+      dataDeletionPolicy: 'Retain',
+    });
+    const { suspend: _s, dataDeletionPolicy: _d, ...spec } = created.spec;
+    assert.deepEqual(parseSpec(spec), parseSpec({ image: 'kreg/registration:1.2.3' }), 'the same defaults as zod applies');
+  });
+
+  it('each bad resource is refused at admission, naming the field; zod refuses the same ones', async () => {
+    const cases: Array<[string, Record<string, unknown>, RegExp]> = [
+      ['embedded with 3 replicas', { image: 'kreg/registration:1', replicas: 3 }, /replicas.*exactly one replica/s],
+      ['remote without a url or server', { image: 'kreg/registration:1', database: { mode: 'remote', authTokenSecretRef: token } }, /database\.url.*exactly one of database\.url/s],
+      ['remote without a token Secret', { image: 'kreg/registration:1', database: { mode: 'remote', url: 'http://db:8080' } }, /authTokenSecretRef.*Secret holding the database token/s],
+      ['remote with a bad url', { image: 'kreg/registration:1', database: { mode: 'remote', url: 'postgres://db', authTokenSecretRef: token } }, /spec\.database\.url/],
+      ['a bad image', { image: 'Not An Image' }, /spec\.image/],
+      ['autoscaling on embedded', { image: 'kreg/registration:1', autoscaling: { minReplicas: 2, maxReplicas: 3 } }, /autoscaling needs database\.mode remote/],
+      ['min above max', { image: 'kreg/registration:1', database: { mode: 'remote', url: 'http://db:8080', authTokenSecretRef: token }, autoscaling: { minReplicas: 5, maxReplicas: 3 } }, /maxReplicas.*must not be less than/s],
+      ['grace not above drain', { image: 'kreg/registration:1', drainSeconds: 30, graceSeconds: 30 }, /graceSeconds.*greater than drainSeconds/s],
+      ['an unknown setting', { image: 'kreg/registration:1', settings: { LOG_LEVL: 'debug' } }, /unknown setting/],
+      ['a storage size in GB', { image: 'kreg/registration:1', database: { mode: 'embedded', storage: '1GB' } }, /spec\.database\.storage/],
+      ['an unknown database mode', { image: 'kreg/registration:1', database: { mode: 'sqlite' } }, /spec\.database\.mode/],
+    ];
+    for (const [what, spec, message] of cases) {
+      const refusal = await admission(resource('bad', spec));
+      assert.ok(refusal, `${what}: accepted by the API server`);
+      assert.equal(refusal.status, 422, `${what}: ${refusal.message}`);
+      assert.match(refusal.message, message, what);
+      assert.throws(() => parseSpec(spec), SpecError, `${what}: zod accepts what the API server refuses`);
+    }
+  });
+
+  it('the database mode cannot change in place', async () => {
+    await client.apply(resource('moving', { image: 'kreg/registration:1' }), { fieldManager: 'test' });
+    const refusal = await admission(resource('moving', { image: 'kreg/registration:1', database: { mode: 'remote', url: 'http://db:8080', authTokenSecretRef: token } }));
+    assert.ok(refusal, 'a mode change was accepted');
+    assert.match(refusal.message, /database\.mode cannot change in place/);
+    assert.equal(await admission(resource('moving', { image: 'kreg/registration:2' })), undefined, 'other changes are fine');
+  });
+
+  it('the printer columns and the ApplySet parent label are there', async () => {
+    const crd = await client.get({ apiVersion: 'apiextensions.k8s.io/v1', kind: 'CustomResourceDefinition', name: CRD_NAME });
+    assert.equal(crd!.metadata.labels!['applyset.kubernetes.io/is-parent-type'], 'true');
+    assert.deepEqual(
+      crd!.spec.versions[0].additionalPrinterColumns.map((c: { name: string }) => c.name),
+      ['Ready', 'Reason', 'Image', 'Replicas', 'Database', 'Age'],
+    );
+    assert.deepEqual(crd!.spec.names.shortNames, ['regsvc']);
+  });
+});
