@@ -7,7 +7,7 @@
  * and it cannot ask for `fieldValidation=Strict`. The engine sends objects verbatim instead, over
  * one keep-alive connection, and counts its API calls (a no-op deploy reports how many it made).
  */
-import { Agent as HttpAgent, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
+import { Agent as HttpAgent, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest, type RequestOptions } from 'node:https';
 import { existsSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
@@ -139,6 +139,8 @@ export class KubeClient implements KubeApi {
   readonly contextName: string;
   readonly defaultNamespace: string;
   private readonly agent: HttpAgent;
+  /** Watches hold a connection each for minutes: their own pool, so they never starve requests. */
+  private readonly watchAgent: HttpAgent;
   private readonly discovery = new Map<string, { at: number; resources: Promise<Map<string, ResourceInfo>> }>();
   private readonly tlsOptions: RequestOptions;
 
@@ -156,6 +158,7 @@ export class KubeClient implements KubeApi {
     this.agent = this.server.startsWith('https:')
       ? new HttpsAgent({ keepAlive: true, maxSockets: 8, ...pickTls(tls) })
       : new HttpAgent({ keepAlive: true, maxSockets: 8 });
+    this.watchAgent = this.server.startsWith('https:') ? new HttpsAgent({ keepAlive: false, ...pickTls(tls) }) : new HttpAgent({ keepAlive: false });
   }
 
   static async create(options: ClientOptions = {}): Promise<KubeClient> {
@@ -167,6 +170,7 @@ export class KubeClient implements KubeApi {
 
   close(): void {
     this.agent.destroy();
+    this.watchAgent.destroy();
   }
 
   /**
@@ -320,19 +324,99 @@ export class KubeClient implements KubeApi {
 
   /** Every object of a kind (in one namespace, or cluster-wide), following `continue` tokens. */
   async list(apiVersion: string, kind: string, options: ListOptions = {}, ctx: CallContext = {}): Promise<KubeObject[]> {
+    return (await this.listWithVersion(apiVersion, kind, options, ctx)).items;
+  }
+
+  /** A list and the resourceVersion it was read at (where a watch starts). */
+  async listWithVersion(apiVersion: string, kind: string, options: ListOptions = {}, ctx: CallContext = {}): Promise<{ items: KubeObject[]; resourceVersion: string }> {
     const path = await this.collectionPath(apiVersion, kind, options.namespace, ctx);
     const items: KubeObject[] = [];
     let token: string | undefined;
+    let resourceVersion = '';
     do {
-      const page = await this.request<{ items: KubeObject[]; metadata?: { continue?: string } }>('GET', path, {
+      const page = await this.request<{ items: KubeObject[]; metadata?: { continue?: string; resourceVersion?: string } }>('GET', path, {
         query: { labelSelector: options.labelSelector, fieldSelector: options.fieldSelector, limit: 500, continue: token },
         ...ctx,
       });
       // Lists omit apiVersion/kind on their items; put them back so items are self-describing.
       for (const item of page.items) items.push({ ...item, apiVersion, kind });
       token = page.metadata?.continue || undefined;
+      resourceVersion = page.metadata?.resourceVersion ?? resourceVersion;
     } while (token);
-    return items;
+    return { items, resourceVersion };
+  }
+
+  /**
+   * One watch request: the events after `resourceVersion` as they come, until the server ends the
+   * request (its `timeoutSeconds`), the connection breaks (KubeConnectionError) or `signal` aborts.
+   * A refused start (410 Gone: the version is too old) throws KubeApiError. Reconnecting, relisting
+   * and noticing a silent connection are the caller's job (see infra/operator/informer.ts).
+   */
+  async *watch(
+    apiVersion: string,
+    kind: string,
+    options: ListOptions & { resourceVersion: string; timeoutSeconds: number; signal?: AbortSignal; metadataOnly?: boolean },
+  ): AsyncGenerator<{ type: string; object: KubeObject }> {
+    const path = await this.collectionPath(apiVersion, kind, options.namespace);
+    const url = new URL(this.server + path);
+    const query: Record<string, string | undefined> = {
+      watch: '1',
+      resourceVersion: options.resourceVersion,
+      allowWatchBookmarks: 'true',
+      timeoutSeconds: String(options.timeoutSeconds),
+      labelSelector: options.labelSelector,
+      fieldSelector: options.fieldSelector,
+    };
+    for (const [k, v] of Object.entries(query)) if (v !== undefined) url.searchParams.set(k, v);
+    const auth = await this.authOptions();
+    this.calls++;
+    options.signal?.throwIfAborted();
+    const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
+    const res = await new Promise<IncomingMessage>((resolve, reject) => {
+      const req = send(
+        url,
+        {
+          method: 'GET',
+          headers: {
+            ...(auth.headers as Record<string, string>),
+            // Metadata only (PartialObjectMetadata): what a watch of owned objects needs, a fraction of the bytes.
+            accept: options.metadataOnly ? 'application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1' : 'application/json',
+          },
+          agent: this.watchAgent,
+          ...(auth.auth ? { auth: auth.auth } : {}),
+          ...pickTls(this.tlsOptions),
+          ...(options.signal ? { signal: options.signal } : {}),
+        },
+        resolve,
+      );
+      req.on('error', (err) => reject(err.name === 'AbortError' ? err : new KubeConnectionError(this.server, err)));
+      req.end();
+    });
+    if (res.statusCode !== 200) {
+      const chunks: Buffer[] = [];
+      for await (const c of res) chunks.push(c as Buffer);
+      throw decodeError(res.statusCode ?? 0, Buffer.concat(chunks).toString('utf8'), 'GET', path);
+    }
+    let buffered = '';
+    try {
+      for await (const chunk of res) {
+        buffered += (chunk as Buffer).toString('utf8');
+        let newline: number;
+        while ((newline = buffered.indexOf('\n')) >= 0) {
+          const line = buffered.slice(0, newline).trim();
+          buffered = buffered.slice(newline + 1);
+          if (!line) continue;
+          const event = JSON.parse(line) as { type: string; object: KubeObject };
+          if (event.object && event.type !== 'ERROR') event.object = { ...event.object, apiVersion, kind };
+          yield event;
+        }
+      }
+    } catch (err) {
+      if ((err as Error).name === 'AbortError') throw err;
+      throw new KubeConnectionError(this.server, err);
+    } finally {
+      res.destroy();
+    }
   }
 
   /**
@@ -494,8 +578,13 @@ function pickTls(o: RequestOptions): Record<string, unknown> {
 
 function decodeError(status: number, text: string, method: string, path: string): KubeApiError {
   try {
-    const s = JSON.parse(text) as { kind?: string; reason?: string; message?: string; details?: { causes?: StatusCause[] } };
-    if (s.kind === 'Status') return new KubeApiError(status, s.reason ?? String(status), s.message ?? text, s.details?.causes ?? []);
+    const s = JSON.parse(text) as { kind?: string; reason?: string; message?: string; details?: { causes?: StatusCause[]; retryAfterSeconds?: number } };
+    if (s.kind === 'Status') {
+      const err = new KubeApiError(status, s.reason ?? String(status), s.message ?? text, s.details?.causes ?? []);
+      // 429 and some 5xx say when to come back.
+      if (typeof s.details?.retryAfterSeconds === 'number') Object.assign(err, { retryAfterSeconds: s.details.retryAfterSeconds });
+      return err;
+    }
   } catch {
     // not JSON: fall through
   }

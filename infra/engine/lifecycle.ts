@@ -99,7 +99,15 @@ export interface DestroyReport {
 export async function destroy(
   client: KubeApi,
   target: Target,
-  options: { includeKept: boolean; wait: boolean; timeoutMs: number; onEvent?: EventSink; signal?: AbortSignal },
+  options: {
+    includeKept: boolean;
+    wait: boolean;
+    timeoutMs: number;
+    /** Count an object as gone once it is terminating (its finalizers will finish the job). */
+    untilTerminating?: boolean;
+    onEvent?: EventSink;
+    signal?: AbortSignal;
+  },
 ): Promise<DestroyReport> {
   const api = client.scoped(options.signal ? { signal: options.signal } : {});
   const { set } = target;
@@ -138,7 +146,10 @@ export async function destroy(
       let left = group.objects.map(refOf);
       while (left.length && Date.now() < deadline) {
         const still: ObjectRef[] = [];
-        for (const ref of left) if (await api.get(ref)) still.push(ref);
+        for (const ref of left) {
+          const obj = await api.get(ref);
+          if (obj && !(options.untilTerminating && obj.metadata.deletionTimestamp)) still.push(ref);
+        }
         left = still;
         if (left.length) await sleep(500, options.signal);
       }

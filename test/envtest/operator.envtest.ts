@@ -1,0 +1,163 @@
+/**
+ * The RegistrationService controller against a real kube-apiserver + etcd. Nothing runs pods here,
+ * so a Deployment never becomes ready: these tests cover the mechanics (children applied with owner
+ * references, the resource as ApplySet parent, status and its conditions, drift put back, suspend,
+ * requestedAt, no write loop when idle, deletion through the finalizer), and the cluster e2e covers
+ * Ready=True.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { KubeClient } from '../../infra/engine/client.js';
+import { applySetId } from '../../infra/engine/inventory.js';
+import type { KubeObject } from '../../infra/engine/types.js';
+import { FINALIZER, RegistrationServiceController, REQUESTED_AT_ANNOTATION } from '../../infra/operator/controller.js';
+import { API_VERSION, CRD_NAME, KIND, registrationServiceCrd } from '../../infra/operator/crd.js';
+import { binariesPresent, startApiServer, type TestApiServer } from './apiserver.js';
+
+const skip = binariesPresent() || process.env.CI ? false : 'no kube-apiserver/etcd build (run npm run cluster:up once)';
+const NS = 'ops';
+
+async function eventually<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 15_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+describe('RegistrationService controller on a real API server', { skip, timeout: 180_000 }, () => {
+  let server: TestApiServer;
+  let client: KubeClient;
+  let controller: RegistrationServiceController;
+  const resourcePath = (name: string) => `/apis/${API_VERSION}/namespaces/${NS}/registrationservices/${name}`;
+  const getResource = (name: string) => client.get({ apiVersion: API_VERSION, kind: KIND, namespace: NS, name });
+  const getChild = (kind: string, name: string, apiVersion = 'v1') => client.get({ apiVersion, kind, namespace: NS, name });
+  const condition = (obj: KubeObject | undefined, type: string) => (obj?.status?.conditions ?? []).find((c: { type: string }) => c.type === type);
+
+  before(async () => {
+    server = await startApiServer();
+    client = await KubeClient.create({ kubeconfig: server.kubeconfig });
+    await client.apply(registrationServiceCrd(), { fieldManager: 'test' });
+    await eventually('the CRD to be established', async () => {
+      const crd = await client.get({ apiVersion: 'apiextensions.k8s.io/v1', kind: 'CustomResourceDefinition', name: CRD_NAME });
+      return (crd?.status?.conditions ?? []).some((c: { type: string; status: string }) => c.type === 'Established' && c.status === 'True');
+    });
+    await client.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS } }, { fieldManager: 'test' });
+    controller = new RegistrationServiceController(client, { namespace: NS, ...(process.env.KREG_TEST_LOG ? { log: (e) => console.log(JSON.stringify(e)) } : {}) });
+    await eventually('the controller to start', async () => {
+      await controller.start();
+      return true;
+    });
+  });
+  after(async () => {
+    await controller?.stop();
+    client?.close();
+    await server?.stop();
+  });
+
+  const create = (name: string, spec: Record<string, unknown>) =>
+    client.apply({ apiVersion: API_VERSION, kind: KIND, metadata: { name, namespace: NS }, spec }, { fieldManager: 'user' });
+
+  it('a new resource: children applied with owner references, the resource is their ApplySet parent, status says why not ready', async () => {
+    const cr = await create('accounts', { image: 'kreg/registration:1.2.3', database: { mode: 'embedded', storage: '1Gi' } });
+    const deployment = await eventually('the Deployment', () => getChild('Deployment', 'accounts', 'apps/v1'));
+    assert.equal(deployment.spec.template.spec.containers[0].image, 'kreg/registration:1.2.3');
+    const config = await getChild('ConfigMap', 'accounts-config');
+    assert.deepEqual(config!.metadata.ownerReferences!.map((o) => [o.kind, o.name, o.uid, o.controller]), [[KIND, 'accounts', cr.metadata.uid, true]]);
+    const claim = await getChild('PersistentVolumeClaim', 'accounts-data');
+    assert.equal(claim!.metadata.ownerReferences, undefined, 'the data claim is not owned: it outlives the resource');
+
+    const withStatus = await eventually('status conditions', async () => {
+      const now = await getResource('accounts');
+      return condition(now, 'Reconciling')?.status === 'True' ? now : undefined;
+    });
+    const set = { name: 'accounts', namespace: NS, parent: { apiVersion: API_VERSION, kind: KIND } };
+    assert.equal(withStatus.metadata.labels!['applyset.kubernetes.io/id'], applySetId(set));
+    assert.ok(withStatus.metadata.finalizers!.includes(FINALIZER));
+    assert.equal(withStatus.status.observedGeneration, 1);
+    assert.equal(condition(withStatus, 'Ready').status, 'False');
+    assert.equal(condition(withStatus, 'Ready').observedGeneration, 1);
+    assert.match(condition(withStatus, 'Ready').message, /Deployment\/accounts|Service\/accounts|PersistentVolumeClaim\/accounts-data/);
+    assert.equal(condition(withStatus, 'Stalled').status, 'False');
+    assert.equal(withStatus.status.url, 'http://accounts.ops.svc.cluster.local');
+  });
+
+  it('drift is put back: a deleted ConfigMap and an edited one', async () => {
+    await client.delete({ apiVersion: 'v1', kind: 'ConfigMap', namespace: NS, name: 'accounts-config' });
+    const t0 = performance.now();
+    await eventually('the ConfigMap to come back', () => getChild('ConfigMap', 'accounts-config'), 10_000);
+    const restoredMs = performance.now() - t0;
+    // Another manager takes over a setting the operator renders.
+    await client.apply({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'accounts-config', namespace: NS }, data: { HASH_CONCURRENCY: '1' } }, { fieldManager: 'someone-else', force: true });
+    await eventually('the edit to be undone', async () => (await getChild('ConfigMap', 'accounts-config'))?.data?.HASH_CONCURRENCY === '2', 10_000);
+    console.log(`# drift: deleted ConfigMap restored after ${restoredMs.toFixed(0)} ms`);
+  });
+
+  it('idle: no status write, no resourceVersion change of the resource', async () => {
+    const before = await getResource('accounts');
+    const writes = controller.stats.statusWrites;
+    await new Promise((r) => setTimeout(r, 3000));
+    const after = await getResource('accounts');
+    assert.equal(controller.stats.statusWrites, writes, 'status writes while nothing changed');
+    assert.equal(after!.metadata.resourceVersion, before!.metadata.resourceVersion);
+  });
+
+  it('two resources in one namespace reconcile independently, without collisions', async () => {
+    await create('billing', { image: 'kreg/registration:2.0.0' });
+    const dep = await eventually('billing\'s Deployment', () => getChild('Deployment', 'billing', 'apps/v1'));
+    assert.equal(dep.spec.template.spec.containers[0].image, 'kreg/registration:2.0.0');
+    const accounts = await getChild('Deployment', 'accounts', 'apps/v1');
+    assert.equal(accounts!.spec.template.spec.containers[0].image, 'kreg/registration:1.2.3', 'untouched');
+    assert.equal((await getChild('Service', 'billing'))!.spec.selector['app.kubernetes.io/instance'], 'billing');
+  });
+
+  it('a spec change is applied; suspend stops drift correction and says so; resume corrects it', async () => {
+    await create('accounts', { image: 'kreg/registration:1.2.4', database: { mode: 'embedded', storage: '1Gi' } });
+    await eventually('the new image', async () => (await getChild('Deployment', 'accounts', 'apps/v1'))?.spec.template.spec.containers[0].image === 'kreg/registration:1.2.4');
+
+    await create('accounts', { image: 'kreg/registration:1.2.4', database: { mode: 'embedded', storage: '1Gi' }, suspend: true });
+    await eventually('Suspended in status', async () => condition(await getResource('accounts'), 'Reconciling')?.reason === 'Suspended');
+    await client.delete({ apiVersion: 'v1', kind: 'ConfigMap', namespace: NS, name: 'accounts-config' });
+    await new Promise((r) => setTimeout(r, 2000));
+    assert.equal(await getChild('ConfigMap', 'accounts-config'), undefined, 'suspended: drift stays');
+
+    await create('accounts', { image: 'kreg/registration:1.2.4', database: { mode: 'embedded', storage: '1Gi' }, suspend: false });
+    await eventually('the ConfigMap after resuming', () => getChild('ConfigMap', 'accounts-config'), 10_000);
+  });
+
+  it('reconcile.kreg.dev/requestedAt triggers a reconcile and is recorded as handled', async () => {
+    const before = controller.stats.reconciles;
+    await client.request('PATCH', resourcePath('billing'), {
+      body: { metadata: { annotations: { [REQUESTED_AT_ANNOTATION]: '2026-11-29T04:00:00Z' } } },
+      contentType: 'application/merge-patch+json',
+    });
+    const cr = await eventually('lastHandledReconcileAt', async () => {
+      const now = await getResource('billing');
+      return now?.status?.lastHandledReconcileAt === '2026-11-29T04:00:00Z' ? now : undefined;
+    });
+    assert.ok(cr);
+    assert.ok(controller.stats.reconciles > before);
+  });
+
+  it('deletion prunes the children through the finalizer and keeps the data claim (or deletes it under the policy)', async () => {
+    await client.delete({ apiVersion: API_VERSION, kind: KIND, namespace: NS, name: 'accounts' });
+    await eventually('the resource to be gone', async () => (await getResource('accounts')) === undefined, 30_000);
+    assert.equal(await getChild('Deployment', 'accounts', 'apps/v1'), undefined);
+    assert.equal(await getChild('ConfigMap', 'accounts-config'), undefined);
+    assert.ok(await getChild('PersistentVolumeClaim', 'accounts-data'), 'the data claim is kept');
+
+    await create('billing', { image: 'kreg/registration:2.0.0', dataDeletionPolicy: 'Delete' });
+    await eventually('billing\'s claim to be owned', async () => (await getChild('PersistentVolumeClaim', 'billing-data'))?.metadata.ownerReferences?.length === 1);
+    await client.delete({ apiVersion: API_VERSION, kind: KIND, namespace: NS, name: 'billing' });
+    await eventually('billing to be gone', async () => (await getResource('billing')) === undefined, 30_000);
+    const claim = await getChild('PersistentVolumeClaim', 'billing-data');
+    assert.ok(claim === undefined || claim.metadata.deletionTimestamp, 'the claim is deleted under dataDeletionPolicy: Delete');
+  });
+});
