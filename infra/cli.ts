@@ -47,6 +47,7 @@ Commands:
   rollback   re-apply a recorded revision (with prune and wait)
   destroy    delete what kreg deployed (workloads first); data marked kreg.dev/prune=never stays
   verify     through an API port-forward: /readyz, register a throwaway user, log in
+  operator   the RegistrationService controller: print its CRD, or run it (kreg operator --help)
 
 Run kreg <command> --help for its options.
 
@@ -145,7 +146,7 @@ export function parseDuration(text: string): number {
 export function parseCli(argv: string[], environ: NodeJS.ProcessEnv = process.env): Cli | { help: string } {
   const [first, ...rest] = argv;
   if (!first || first === '-h' || first === '--help' || first === 'help') return { help: HELP.main };
-  if (!COMMANDS.includes(first as Command)) throw new UsageError(`unknown command "${first}"; expected one of: ${COMMANDS.join(', ')} (kreg --help)`);
+  if (!COMMANDS.includes(first as Command)) throw new UsageError(`unknown command "${first}"; expected one of: ${COMMANDS.join(', ')}, operator (kreg --help)`);
   const command = first as Command;
   let values: Record<string, string | boolean | undefined>;
   try {
@@ -216,6 +217,10 @@ export interface Io {
 }
 
 export async function run(argv: string[], io: Io = { stdout: process.stdout, stderr: process.stderr }, environ = process.env): Promise<number> {
+  if (argv[0] === 'operator') {
+    const { operatorCommand } = await import('./operator/command.js');
+    return operatorCommand(argv.slice(1), io, environ);
+  }
   let cli: Cli;
   try {
     const parsed = parseCli(argv, environ);

@@ -1,0 +1,162 @@
+/**
+ * The operator on the real cluster, as a user runs it: `kreg operator run` (a child process,
+ * against the kubeconfig) reconciles a RegistrationService applied with kubectl to Ready, the
+ * service answers through its Service, a bad image turns the resource Stalled with the pull error
+ * named, drift is put back, an idle operator writes nothing, and deleting the resource prunes its
+ * children but keeps the data claim.
+ */
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { after, before, describe, it } from 'node:test';
+import { deleteNamespace, diagnostics, failureTracker, KUBECONFIG, kubectl, kubectlJson, portForward, postJson, ROOT, waitFor } from './kube.js';
+
+const NS = 'kreg-operator-e2e';
+const { guard, failed } = failureTracker();
+
+function resource(image: string): string {
+  return JSON.stringify({
+    apiVersion: 'kreg.dev/v1alpha1',
+    kind: 'RegistrationService',
+    metadata: { name: 'accounts', namespace: NS },
+    spec: { image, database: { mode: 'embedded', storage: '1Gi' } },
+  });
+}
+
+const condition = (cr: any, type: string) => (cr?.status?.conditions ?? []).find((c: { type: string }) => c.type === type);
+
+describe('kreg operator on a real cluster', { timeout: 10 * 60_000 }, () => {
+  let operator: ChildProcess;
+  let metricsUrl = '';
+  const logs: string[] = [];
+
+  before(async () => {
+    await deleteNamespace(NS);
+    await kubectl(['create', 'namespace', NS]);
+    operator = spawn(process.execPath, ['bin/kreg.mjs', 'operator', 'run', '--namespace', NS, '--listen', '127.0.0.1:0'], {
+      cwd: ROOT,
+      env: { ...process.env, KUBECONFIG },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    operator.stderr!.on('data', (d: Buffer) => logs.push(d.toString()));
+    const started = new Promise<void>((resolve, reject) => {
+      createInterface({ input: operator.stdout! }).on('line', (line) => {
+        logs.push(line);
+        const entry = JSON.parse(line) as { msg: string; address?: string };
+        if (entry.msg === 'serving health and metrics') metricsUrl = `http://${entry.address}`;
+        if (entry.msg === 'controller started') resolve();
+      });
+      operator.once('exit', (code) => reject(new Error(`the operator exited ${code}:\n${logs.join('\n')}`)));
+    });
+    await started;
+  });
+  after(async () => {
+    if (failed()) console.log(`${await diagnostics(NS)}\n--- operator log\n${logs.slice(-60).join('\n')}`);
+    const exited = new Promise((r) => operator.once('exit', r));
+    operator.kill('SIGTERM');
+    await exited;
+    await deleteNamespace(NS);
+  });
+
+  it(
+    'kubectl apply → Ready; kubectl get shows the columns; the service answers through its Service',
+    guard(async () => {
+      const t0 = performance.now();
+      await kubectl(['apply', '-f', '-'], { input: resource('kreg/registration:dev') });
+      await kubectl(['-n', NS, 'wait', '--for=condition=Ready', 'registrationservice/accounts', '--timeout=180s'], { timeoutMs: 200_000 });
+      console.log(`# operator: resource Ready ${((performance.now() - t0) / 1000).toFixed(1)} s after kubectl apply`);
+      const table = await kubectl(['-n', NS, 'get', 'registrationservices']);
+      assert.match(table, /NAME\s+READY\s+REASON\s+IMAGE\s+REPLICAS\s+DATABASE\s+AGE/);
+      assert.match(table, /accounts\s+True\s+Ready\s+kreg\/registration:dev\s+1\s+embedded/);
+      const cr = await kubectlJson(['-n', NS, 'get', 'registrationservice', 'accounts']);
+      assert.equal(cr.status.observedGeneration, cr.metadata.generation);
+      assert.equal(cr.status.url, `http://accounts.${NS}.svc.cluster.local`);
+      assert.equal(cr.status.revision, 1);
+
+      const pf = await portForward(NS, 'svc/accounts', 80);
+      try {
+        const body = { username: 'operator-alice', password: 'violet-otter-meadow-42' };
+        assert.equal((await postJson(`${pf.url}/register`, body)).status, 201);
+        assert.equal((await postJson(`${pf.url}/register`, body)).status, 409);
+        assert.equal((await postJson(`${pf.url}/login`, body)).status, 200);
+      } finally {
+        pf.stop();
+      }
+    }),
+  );
+
+  it(
+    'drift: a scaled Deployment, a changed image and a deleted Service are put back',
+    guard(async () => {
+      await kubectl(['-n', NS, 'scale', 'deployment/accounts', '--replicas=3']);
+      await kubectl(['-n', NS, 'set', 'image', 'deployment/accounts', 'registration=kreg/registration:drifted']);
+      await kubectl(['-n', NS, 'delete', 'service', 'accounts']);
+      const t0 = performance.now();
+      await waitFor('the Service to come back', async () => (await kubectlJson(['-n', NS, 'get', 'services'])).items.some((s: any) => s.metadata.name === 'accounts'), 30_000, 200);
+      await waitFor(
+        'the Deployment to be put back',
+        async () => {
+          const dep = await kubectlJson(['-n', NS, 'get', 'deployment', 'accounts']);
+          return dep.spec.replicas === 1 && dep.spec.template.spec.containers[0].image === 'kreg/registration:dev';
+        },
+        30_000,
+        200,
+      );
+      console.log(`# operator: drift corrected within ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+      await kubectl(['-n', NS, 'wait', '--for=condition=Ready', 'registrationservice/accounts', '--timeout=120s'], { timeoutMs: 150_000 });
+    }),
+  );
+
+  it(
+    'a bad image: Ready=False, Stalled=True naming the pull error, within 30 s; the fix recovers',
+    guard(async () => {
+      const t0 = performance.now();
+      await kubectl(['apply', '-f', '-'], { input: resource('kreg/does-not-exist:1') });
+      const cr = await waitFor(
+        'Stalled=True',
+        async () => {
+          const now = await kubectlJson(['-n', NS, 'get', 'registrationservice', 'accounts']);
+          return condition(now, 'Stalled')?.status === 'True' ? now : undefined;
+        },
+        30_000,
+      );
+      console.log(`# operator: bad image Stalled after ${((performance.now() - t0) / 1000).toFixed(1)} s: ${condition(cr, 'Ready').message.slice(0, 160)}`);
+      assert.equal(condition(cr, 'Ready').status, 'False');
+      assert.match(condition(cr, 'Ready').message, /^Deployment\/accounts: (ErrImagePull|ImagePullBackOff)/);
+      assert.match(condition(cr, 'Ready').reason, /^(ErrImagePull|ImagePullBackOff)$/);
+      await kubectl(['apply', '-f', '-'], { input: resource('kreg/registration:dev') });
+      await kubectl(['-n', NS, 'wait', '--for=condition=Ready', 'registrationservice/accounts', '--timeout=120s'], { timeoutMs: 150_000 });
+    }),
+  );
+
+  it(
+    'idle after convergence: no writes, no resourceVersion change of the resource or its children',
+    guard(async () => {
+      const snapshot = async () => {
+        const cr = await kubectlJson(['-n', NS, 'get', 'registrationservice', 'accounts']);
+        const children = await kubectlJson(['-n', NS, 'get', 'deployments,services,configmaps,networkpolicies,serviceaccounts']);
+        const metrics = await (await fetch(`${metricsUrl}/metrics`)).text();
+        const writes = [...metrics.matchAll(/^kreg_operator_writes_total\{what="(\w+)"\} (\d+)$/gm)].map((m) => `${m[1]}=${m[2]}`).join(',');
+        return { versions: [cr.metadata.resourceVersion, ...children.items.map((o: any) => `${o.kind}/${o.metadata.name}@${o.metadata.resourceVersion}`)].join(' '), writes };
+      };
+      await new Promise((r) => setTimeout(r, 5000)); // the last rollout's status updates settle
+      const before = await snapshot();
+      await new Promise((r) => setTimeout(r, 20_000));
+      const after = await snapshot();
+      assert.equal(after.writes, before.writes, 'the operator wrote while idle');
+      assert.equal(after.versions, before.versions, 'something changed while idle');
+      console.log(`# operator: idle 20 s, writes ${after.writes}`);
+      assert.equal((await fetch(`${metricsUrl}/readyz`)).status, 200);
+    }),
+  );
+
+  it(
+    'deleting the resource prunes its children through the finalizer and keeps the data claim',
+    guard(async () => {
+      await kubectl(['-n', NS, 'delete', 'registrationservice', 'accounts', '--timeout=120s'], { timeoutMs: 150_000 });
+      const left = await kubectlJson(['-n', NS, 'get', 'deployments,services,configmaps,persistentvolumeclaims']);
+      const names = left.items.map((o: any) => `${o.kind}/${o.metadata.name}`).filter((n: string) => n !== 'ConfigMap/kube-root-ca.crt');
+      assert.deepEqual(names, ['PersistentVolumeClaim/accounts-data']);
+    }),
+  );
+});
