@@ -10,8 +10,12 @@ import type { Health, ObjectRef } from './types.js';
 export type EngineEvent =
   /** Every desired object passed the server-side dry run. */
   | { type: 'validation'; objects: number; ms: number }
-  /** An object was applied (`created`/`updated`), or left alone because it already matches. */
-  | { type: 'apply'; ref: ObjectRef; action: 'created' | 'updated' | 'unchanged' }
+  /**
+   * An object was applied (`created`/`updated`), or left alone because it already matches.
+   * `changedBy`: for an update, the other managers that hold fields of the live object (most recent
+   * first) — who drifted it, when nothing in the desired set changed.
+   */
+  | { type: 'apply'; ref: ObjectRef; action: 'created' | 'updated' | 'unchanged'; changedBy?: ForeignManager[] }
   /** All phases are applied. */
   | { type: 'applied'; changed: number; total: number; ms: number }
   /** Waiting on a gate (CRDs established, Jobs complete) before the next phase is applied. */
@@ -28,6 +32,14 @@ export type EngineEvent =
   | { type: 'warning'; message: string; ref?: ObjectRef }
   /** The run failed; the failure carries its evidence. */
   | { type: 'error'; failure: EngineFailure };
+
+/** Another field manager of an object: who, how, when, and (some of) the fields it holds. */
+export interface ForeignManager {
+  manager: string;
+  operation: string;
+  time?: string;
+  fields: string[];
+}
 
 export type EventSink = (event: EngineEvent) => void;
 

@@ -142,3 +142,37 @@ export function duplicates(objects: ObjectRef[]): string[] {
 export function digestObjects(objects: KubeObject[]): string {
   return createHash('sha256').update(JSON.stringify(objects)).digest('hex').slice(0, 12);
 }
+
+/**
+ * The managers other than `manager` that hold fields of `obj` (status writers
+ * left out), most recent first, each with up to `maxFields` of its fields as paths.
+ */
+export function foreignManagers(obj: KubeObject | undefined, manager: string, maxFields = 6): Array<{ manager: string; operation: string; time?: string; fields: string[] }> {
+  const entries = (obj?.metadata.managedFields ?? []) as Array<{ manager?: string; operation?: string; time?: string; subresource?: string; fieldsV1?: unknown }>;
+  return entries
+    .filter((e) => e.manager && e.manager !== manager && e.subresource !== 'status')
+    .sort((a, b) => (b.time ?? '').localeCompare(a.time ?? ''))
+    .map((e) => ({ manager: e.manager!, operation: e.operation ?? 'Update', ...(e.time ? { time: e.time } : {}), fields: fieldPaths(e.fieldsV1).slice(0, maxFields) }));
+}
+
+/** Leaf paths of a managedFields `fieldsV1` set: `.spec.replicas`, `.spec.template.spec.containers[name=web].env[name=X]`. */
+export function fieldPaths(set: unknown, prefix = ''): string[] {
+  if (!set || typeof set !== 'object') return [];
+  const out: string[] = [];
+  const keys = Object.keys(set as Record<string, unknown>).filter((k) => k !== '.');
+  if (keys.length === 0) return prefix ? [prefix] : [];
+  for (const key of keys) {
+    let segment: string;
+    if (key.startsWith('f:')) segment = `.${key.slice(2)}`;
+    else if (key.startsWith('k:')) {
+      try {
+        segment = `[${Object.entries(JSON.parse(key.slice(2)) as Record<string, unknown>).map(([k, v]) => `${k}=${String(v)}`).join(',')}]`;
+      } catch {
+        segment = `[${key.slice(2)}]`;
+      }
+    } else if (key.startsWith('v:')) segment = `[${key.slice(2)}]`;
+    else segment = `.${key}`;
+    out.push(...fieldPaths((set as Record<string, unknown>)[key], prefix + segment));
+  }
+  return out;
+}

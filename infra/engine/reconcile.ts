@@ -17,7 +17,7 @@
 import { KubeApiError, type ClusterReader, type KubeApi } from './client.js';
 import { gatherEvidence } from './diagnostics.js';
 import { EngineError, toEngineError, type EngineFailure } from './errors.js';
-import type { EventSink } from './events.js';
+import type { EventSink, ForeignManager } from './events.js';
 import {
   decidePrune,
   groupKindsOf,
@@ -29,7 +29,7 @@ import {
   type ApplySetRef,
   type ParentState,
 } from './inventory.js';
-import { byPhase, classifyChange, digestObjects, duplicates, prepareObject, type Change, type Phase } from './plan.js';
+import { byPhase, classifyChange, digestObjects, duplicates, foreignManagers, prepareObject, type Change, type Phase } from './plan.js';
 import { evaluateHealth, relatedNeeds, type RelatedObjects } from './readiness.js';
 import { recordRevision, type Revision } from './revisions.js';
 import type { Health, KubeObject, ObjectRef } from './types.js';
@@ -112,6 +112,8 @@ export interface ReconcileMemo {
   changed: boolean;
   /** A failed revision is recorded once per run. */
   failureRecorded: boolean;
+  /** For objects to update: the other managers holding fields of the live object (see events). */
+  foreign: Record<string, ForeignManager[]>;
   /** The `applied` event was emitted. */
   appliedReported: boolean;
 }
@@ -340,7 +342,9 @@ async function applyGroup(api: KubeApi, group: KubeObject[], memo: ReconcileMemo
     try {
       const applied = await api.apply(obj, { fieldManager: manager, force });
       memo.known[refKey(ref)] = applied;
-      emit({ type: 'apply', ref, action: memo.changes[refKey(ref)] === 'create' ? 'created' : 'updated' });
+      const created = memo.changes[refKey(ref)] === 'create';
+      const foreign = memo.foreign[refKey(ref)];
+      emit({ type: 'apply', ref, action: created ? 'created' : 'updated', ...(!created && foreign?.length ? { changedBy: foreign } : {}) });
     } catch (err) {
       if (isFieldConflict(err)) {
         throw new EngineError({ kind: 'conflict', message: `${describeRef(ref)}: fields owned by another field manager`, ref, details: describeConflict(ref, err as KubeApiError) });
@@ -540,7 +544,11 @@ async function startRun(api: KubeApi, input: KubeObject[], target: Target, optio
   const { live, changes } = await plan(api, prepared, validation, manager);
   timings.plan = Math.round(performance.now() - tp);
   const known: Record<string, KubeObject> = {};
-  for (const [key, obj] of live) if (obj && changes.get(key) === 'unchanged') known[key] = obj;
+  const foreign: Record<string, ForeignManager[]> = {};
+  for (const [key, obj] of live) {
+    if (obj && changes.get(key) === 'unchanged') known[key] = obj;
+    if (obj && changes.get(key) === 'update') foreign[key] = foreignManagers(obj, manager);
+  }
   const superset: ParentState = {
     ...parent,
     groupKinds: [...new Set([...parent.groupKinds, ...groupKindsOf(prepared.objects)])],
@@ -563,6 +571,7 @@ async function startRun(api: KubeApi, input: KubeObject[], target: Target, optio
     changed: false,
     failureRecorded: false,
     appliedReported: false,
+    foreign,
   };
 }
 
@@ -703,6 +712,7 @@ function emptyMemo(digest: string): ReconcileMemo {
     changed: false,
     failureRecorded: false,
     appliedReported: false,
+    foreign: {},
   };
 }
 

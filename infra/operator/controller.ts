@@ -11,7 +11,9 @@
  *   deletion prunes them through a finalizer, keeping the data claim unless
  *   `spec.dataDeletionPolicy: Delete`.
  */
+import { hostname } from 'node:os';
 import { KubeApiError, type KubeClient } from '../engine/client.js';
+import type { ForeignManager } from '../engine/events.js';
 import { destroy } from '../engine/lifecycle.js';
 import { reconcileOnce, type ReconcileMemo, type Target } from '../engine/reconcile.js';
 import type { KubeObject } from '../engine/types.js';
@@ -224,6 +226,9 @@ export class RegistrationServiceController {
 
     const memo = this.memos.get(key);
     const epoch = this.epochs.get(key) ?? 0;
+    // The status already says this generation was applied: whatever needs applying now is drift.
+    const drift = (cr.status as ResourceStatus | undefined)?.observedGeneration === generation;
+    const corrections: string[] = [];
     const result = await reconcileOnce(
       this.client,
       objects,
@@ -235,8 +240,10 @@ export class RegistrationServiceController {
         wait: true,
         description: `reconcile generation ${generation}`,
         onEvent: (e) => {
-          if (e.type === 'apply' && e.action !== 'unchanged') this.stats.writes++;
-          if (e.type === 'apply' && e.action === 'updated' && memo === undefined) this.log({ msg: 'drift corrected', key, object: `${e.ref.kind}/${e.ref.name}` });
+          if (e.type === 'apply' && e.action !== 'unchanged') {
+            this.stats.writes++;
+            if (drift) corrections.push(describeDrift(e.ref.kind, e.ref.name, e.action, e.changedBy));
+          }
           if (e.type === 'prune' && e.action === 'pruned') this.stats.writes++;
         },
       },
@@ -247,6 +254,10 @@ export class RegistrationServiceController {
     if (result.status === 'progressing' && (this.epochs.get(key) ?? 0) === epoch) this.memos.set(key, result.memo);
     else this.memos.delete(key);
 
+    for (const message of corrections) {
+      this.log({ msg: 'drift corrected', key, detail: message });
+      await this.recordEvent(cr, 'Warning', 'DriftCorrected', message);
+    }
     const outcome: Outcome = outcomeOf(result);
     this.log({ msg: 'reconciled', key, generation, status: result.status, changed: result.changed, apiCalls: result.apiCalls, ms: result.timingsMs.total });
     const extra: Partial<ResourceStatus> = { ...handled, url: `http://${name}.${namespace}.svc.cluster.local` };
@@ -266,6 +277,14 @@ export class RegistrationServiceController {
     const previous = cr.status as ResourceStatus | undefined;
     const next = nextStatus(previous, generation, outcome, new Date().toISOString(), extra);
     if (!statusChanged(previous, next)) return;
+    // An Event for each flip a person would want to be told about.
+    const flipped = (type: string, status: string) =>
+      next.conditions?.find((c) => c.type === type)?.status === status && previous?.conditions?.find((c) => c.type === type)?.status !== status;
+    if (flipped('Ready', 'True')) await this.recordEvent(cr, 'Normal', 'Ready', `every object is ready (revision ${next.revision ?? '?'})`);
+    if (flipped('Stalled', 'True')) {
+      const stalled = next.conditions!.find((c) => c.type === 'Stalled')!;
+      await this.recordEvent(cr, 'Warning', stalled.reason, stalled.message);
+    }
     const path = `/apis/${API_VERSION}/namespaces/${cr.metadata.namespace}/registrationservices/${cr.metadata.name}/status`;
     try {
       const written = await this.client.request<KubeObject>('PATCH', path, { body: { status: next }, contentType: 'application/merge-patch+json' });
@@ -276,6 +295,31 @@ export class RegistrationServiceController {
       if (err instanceof KubeApiError && err.status === 404) return; // deleted meanwhile
       throw err;
     }
+  }
+
+  /** A core/v1 Event about the resource; failing to record one never fails a reconcile. */
+  private async recordEvent(cr: KubeObject, type: 'Normal' | 'Warning', reason: string, message: string): Promise<void> {
+    const now = new Date().toISOString();
+    const namespace = cr.metadata.namespace!;
+    await this.client
+      .request('POST', `/api/v1/namespaces/${namespace}/events`, {
+        body: {
+          apiVersion: 'v1',
+          kind: 'Event',
+          metadata: { name: `${cr.metadata.name}.${Date.now().toString(16)}${Math.random().toString(16).slice(2, 6)}`, namespace },
+          involvedObject: { apiVersion: API_VERSION, kind: KIND, name: cr.metadata.name, namespace, uid: cr.metadata.uid },
+          type,
+          reason,
+          message: message.slice(0, 1024),
+          source: { component: OPERATOR_FIELD_MANAGER },
+          reportingComponent: OPERATOR_FIELD_MANAGER,
+          reportingInstance: hostname(),
+          firstTimestamp: now,
+          lastTimestamp: now,
+          count: 1,
+        },
+      })
+      .catch((err: unknown) => this.log({ msg: 'cannot record event', reason, error: err instanceof Error ? err.message : String(err) }));
   }
 
   private async patchMetadata(cr: KubeObject, metadata: Record<string, unknown>): Promise<void> {
@@ -291,4 +335,15 @@ export class RegistrationServiceController {
       throw err;
     }
   }
+}
+
+/** `Deployment/accounts: .spec.replicas, .spec.template… changed by "kubectl-scale" (Update); put back`. */
+export function describeDrift(kind: string, name: string, action: 'created' | 'updated', changedBy: ForeignManager[] | undefined): string {
+  if (action === 'created') return `${kind}/${name} was deleted; created again`;
+  // The most recent manager that holds more than metadata (the deployment controller's revision
+  // annotation is not an edit anyone made).
+  const who = changedBy?.find((m) => m.fields.some((f) => !f.startsWith('.metadata.')));
+  if (!who) return `${kind}/${name} differed from the spec; put back`;
+  const fields = who.fields.length ? `${who.fields.join(', ')} ` : '';
+  return `${kind}/${name}: ${fields}changed by "${who.manager}" (${who.operation}${who.time ? ` at ${who.time}` : ''}); put back`;
 }

@@ -103,6 +103,12 @@ describe('kreg operator on a real cluster', { timeout: 10 * 60_000 }, () => {
         200,
       );
       console.log(`# operator: drift corrected within ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+      const events = await waitFor('a DriftCorrected event naming kubectl', async () => {
+        const list = await kubectlJson(['-n', NS, 'get', 'events', '--field-selector', 'reason=DriftCorrected']);
+        const messages = list.items.map((e: any) => e.message as string);
+        return messages.some((m: string) => /^Deployment\/accounts: .*changed by "kubectl[^"]*"/.test(m)) ? messages : undefined;
+      }, 15_000, 200);
+      console.log(`# operator: ${events.find((m: string) => m.startsWith('Deployment/'))}`);
       await kubectl(['-n', NS, 'wait', '--for=condition=Ready', 'registrationservice/accounts', '--timeout=120s'], { timeoutMs: 150_000 });
     }),
   );

@@ -96,3 +96,36 @@ describe('change classification', () => {
     assert.equal(normalizeForDiff(live).metadata.uid, undefined);
   });
 });
+
+describe('foreign field managers', () => {
+  it('lists other managers, most recent first, with their fields as paths; status writers left out', async () => {
+    const { foreignManagers } = await import('../../infra/engine/plan.js');
+    const obj = {
+      apiVersion: 'apps/v1',
+      kind: 'Deployment',
+      metadata: {
+        name: 'web',
+        managedFields: [
+          { manager: 'kreg-operator', operation: 'Apply', time: '2026-11-29T04:00:00Z', fieldsV1: { 'f:spec': { 'f:replicas': {} } } },
+          { manager: 'kubectl', operation: 'Update', subresource: 'scale', time: '2026-11-29T04:01:00Z', fieldsV1: { 'f:spec': { 'f:replicas': {} } } },
+          { manager: 'kube-controller-manager', operation: 'Update', subresource: 'status', time: '2026-11-29T04:02:00Z', fieldsV1: { 'f:status': { 'f:replicas': {} } } },
+          {
+            manager: 'kubectl-set',
+            operation: 'Update',
+            time: '2026-11-29T04:03:00Z',
+            fieldsV1: { 'f:spec': { 'f:template': { 'f:spec': { 'f:containers': { 'k:{"name":"web"}': { '.': {}, 'f:image': {}, 'f:env': { 'k:{"name":"X"}': { '.': {}, 'f:value': {} } } } } } } } },
+          },
+        ],
+      },
+    };
+    assert.deepEqual(foreignManagers(obj, 'kreg-operator'), [
+      {
+        manager: 'kubectl-set',
+        operation: 'Update',
+        time: '2026-11-29T04:03:00Z',
+        fields: ['.spec.template.spec.containers[name=web].image', '.spec.template.spec.containers[name=web].env[name=X].value'],
+      },
+      { manager: 'kubectl', operation: 'Update', time: '2026-11-29T04:01:00Z', fields: ['.spec.replicas'] },
+    ]);
+  });
+});

@@ -97,6 +97,13 @@ describe('RegistrationService controller on a real API server', { skip, timeout:
     // Another manager takes over a setting the operator renders.
     await client.apply({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'accounts-config', namespace: NS }, data: { HASH_CONCURRENCY: '1' } }, { fieldManager: 'someone-else', force: true });
     await eventually('the edit to be undone', async () => (await getChild('ConfigMap', 'accounts-config'))?.data?.HASH_CONCURRENCY === '2', 10_000);
+    const events = await eventually('drift events', async () => {
+      const all = (await client.list('v1', 'Event', { namespace: NS })).filter((e) => e.reason === 'DriftCorrected');
+      return all.length >= 2 ? all : undefined;
+    });
+    const messages = events.map((e) => `${e.type} ${e.message}`).join('\n');
+    assert.match(messages, /Warning ConfigMap\/accounts-config was deleted; created again/);
+    assert.match(messages, /Warning ConfigMap\/accounts-config: \.data\.HASH_CONCURRENCY changed by "someone-else" \(Apply at [^)]+\); put back/);
     console.log(`# drift: deleted ConfigMap restored after ${restoredMs.toFixed(0)} ms`);
   });
 
