@@ -8,13 +8,16 @@
  * `run` logs JSON lines on stdout and serves /healthz, /readyz (informers synced) and /metrics
  * (controller-runtime's names where they exist) on --listen (default 127.0.0.1:8081).
  */
+import { randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
+import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
 import { KubeClient } from '../engine/client.js';
 import { sleep } from '../engine/util.js';
 import { OPERATOR_FIELD_MANAGER, RegistrationServiceController } from './controller.js';
 import { CRD_NAME, registrationServiceCrd } from './crd.js';
+import { LeaderElector } from './leader.js';
 
 export const OPERATOR_HELP = `Usage: kreg operator <crd|run> [options]
 
@@ -25,6 +28,8 @@ Options of run:
       --namespace <name>  watch one namespace (default: all)
       --concurrency <n>   resources reconciled at once (default 2)
       --listen <host:port> health and metrics (default 127.0.0.1:8081; :0 for any free port)
+      --no-leader-elect   act without a Lease (only when exactly one copy runs)
+      --leader-election-namespace <ns>  where the Lease kreg-operator lives (default $POD_NAMESPACE, else default)
       --kubeconfig <path>, --context <name>  as for every kreg command
 
 Endpoints: /healthz (the process runs), /readyz (every watch has listed once), /metrics.
@@ -58,6 +63,8 @@ export async function operatorCommand(argv: string[], io: Io, environ: NodeJS.Pr
         namespace: { type: 'string', short: 'n' },
         concurrency: { type: 'string' },
         listen: { type: 'string' },
+        'no-leader-elect': { type: 'boolean' },
+        'leader-election-namespace': { type: 'string' },
         kubeconfig: { type: 'string' },
         context: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
@@ -93,29 +100,52 @@ export async function operatorCommand(argv: string[], io: Io, environ: NodeJS.Pr
   }
   let server: Server | undefined;
   let controller: RegistrationServiceController | undefined;
-  try {
-    await installCrd(client, log);
+  const stopSignal = new AbortController();
+  const stop = () => stopSignal.abort();
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  signal?.addEventListener('abort', stop, { once: true });
+  const startController = async () => {
     controller = new RegistrationServiceController(client, {
       ...(values.namespace ? { namespace: values.namespace as string } : {}),
       concurrency,
       log,
     });
-    server = await serve(controller, listen[1] || '127.0.0.1', Number(listen[2]), log);
     await controller.start();
     log({ msg: 'controller started', namespace: values.namespace ?? '(all)', concurrency, server: client.server });
-    await new Promise<void>((resolve) => {
-      const stop = () => resolve();
-      process.once('SIGINT', stop);
-      process.once('SIGTERM', stop);
-      signal?.addEventListener('abort', stop, { once: true });
-    });
-    log({ msg: 'stopping' });
+  };
+  const stopController = async () => {
+    const c = controller;
+    controller = undefined;
+    await c?.stop();
+  };
+  try {
+    await installCrd(client, log);
+    const elector = values['no-leader-elect']
+      ? undefined
+      : new LeaderElector(client, {
+          namespace: (values['leader-election-namespace'] as string | undefined) ?? environ.POD_NAMESPACE ?? 'default',
+          name: 'kreg-operator',
+          identity: `${hostname()}_${randomUUID().slice(0, 8)}`,
+          onStartedLeading: startController,
+          onStoppedLeading: stopController,
+          log,
+        });
+    server = await serve(() => controller, () => elector?.isLeader ?? true, listen[1] || '127.0.0.1', Number(listen[2]), log);
+    if (elector) await elector.run(stopSignal.signal);
+    else {
+      await startController();
+      await new Promise<void>((resolve) => stopSignal.signal.addEventListener('abort', () => resolve(), { once: true }));
+    }
+    log({ msg: 'stopped' });
     return 0;
   } catch (err) {
     log({ msg: 'operator failed', error: err instanceof Error ? err.message : String(err) });
     return 8;
   } finally {
-    await controller?.stop();
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
+    await stopController();
     server?.close();
     client.close();
   }
@@ -137,14 +167,22 @@ export async function installCrd(client: KubeClient, log: (entry: Record<string,
 }
 
 /** /healthz, /readyz and /metrics. Resolves once listening. */
-function serve(controller: RegistrationServiceController, host: string, port: number, log: (entry: Record<string, unknown>) => void): Promise<Server> {
+function serve(
+  current: () => RegistrationServiceController | undefined,
+  leading: () => boolean,
+  host: string,
+  port: number,
+  log: (entry: Record<string, unknown>) => void,
+): Promise<Server> {
   const server = createServer((req, res) => {
+    const controller = current();
     if (req.url === '/healthz') return void res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
     if (req.url === '/readyz') {
-      const synced = controller.informerHealth().every((h) => h.synced);
-      return void res.writeHead(synced ? 200 : 503, { 'content-type': 'text/plain' }).end(synced ? 'ok\n' : 'watches not synced\n');
+      // A standby is ready (it serves its purpose by waiting); a leader once its watches listed.
+      const ready = !leading() || (controller?.informerHealth().every((h) => h.synced) ?? false);
+      return void res.writeHead(ready ? 200 : 503, { 'content-type': 'text/plain' }).end(ready ? 'ok\n' : 'watches not synced\n');
     }
-    if (req.url === '/metrics') return void res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(metricsText(controller));
+    if (req.url === '/metrics') return void res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(metricsText(controller, leading()));
     res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
   });
   return new Promise((resolve, reject) => {
@@ -158,11 +196,16 @@ function serve(controller: RegistrationServiceController, host: string, port: nu
 }
 
 /** Prometheus text: controller-runtime's metric names where one exists, kreg_ for the watch layer. */
-export function metricsText(controller: RegistrationServiceController): string {
+export function metricsText(controller: RegistrationServiceController | undefined, leading: boolean): string {
   const name = 'registrationservice';
+  const lines = [
+    '# TYPE leader_election_master_status gauge',
+    `leader_election_master_status{name="kreg-operator"} ${leading ? 1 : 0}`,
+  ];
+  if (!controller) return `${lines.join('\n')}\n`;
   const s = controller.stats;
   const q = controller.queue.stats();
-  const lines = [
+  lines.push(
     '# TYPE controller_runtime_reconcile_total counter',
     `controller_runtime_reconcile_total{controller="${name}"} ${s.reconciles}`,
     '# TYPE controller_runtime_reconcile_errors_total counter',
@@ -179,7 +222,7 @@ export function metricsText(controller: RegistrationServiceController): string {
     '# TYPE kreg_watch_last_event_age_seconds gauge',
     '# TYPE kreg_watch_relists_total counter',
     '# TYPE kreg_watch_reconnects_total counter',
-  ];
+  );
   const now = Date.now();
   for (const h of controller.informerHealth()) {
     lines.push(`kreg_watch_last_event_age_seconds{kind="${h.kind}"} ${h.lastEventAt ? ((now - h.lastEventAt) / 1000).toFixed(3) : 'NaN'}`);

@@ -25,38 +25,72 @@ function resource(image: string): string {
 
 const condition = (cr: any, type: string) => (cr?.status?.conditions ?? []).find((c: { type: string }) => c.type === type);
 
+interface RunningOperator {
+  child: ChildProcess;
+  metricsUrl: string;
+  logs: string[];
+  leading: () => boolean;
+}
+
+/** `kreg operator run` as a child process, with leader election on a Lease in the test namespace. */
+async function startOperator(): Promise<RunningOperator> {
+  const child = spawn(process.execPath, ['bin/kreg.mjs', 'operator', 'run', '--namespace', NS, '--leader-election-namespace', NS, '--listen', '127.0.0.1:0'], {
+    cwd: ROOT,
+    env: { ...process.env, KUBECONFIG },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const logs: string[] = [];
+  let leading = false;
+  child.stderr!.on('data', (d: Buffer) => logs.push(d.toString()));
+  const metricsUrl = await new Promise<string>((resolve, reject) => {
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      logs.push(line);
+      const entry = JSON.parse(line) as { msg: string; address?: string };
+      if (entry.msg === 'serving health and metrics') resolve(`http://${entry.address}`);
+      if (entry.msg === 'leader election: leading') leading = true;
+      if (entry.msg === 'stopped' || /stepping down/.test(entry.msg)) leading = false;
+    });
+    child.once('exit', (code) => reject(new Error(`the operator exited ${code}:\n${logs.join('\n')}`)));
+  });
+  return { child, metricsUrl, logs, leading: () => leading };
+}
+
 describe('kreg operator on a real cluster', { timeout: 10 * 60_000 }, () => {
-  let operator: ChildProcess;
+  const operators: RunningOperator[] = [];
   let metricsUrl = '';
   const logs: string[] = [];
 
   before(async () => {
     await deleteNamespace(NS);
     await kubectl(['create', 'namespace', NS]);
-    operator = spawn(process.execPath, ['bin/kreg.mjs', 'operator', 'run', '--namespace', NS, '--listen', '127.0.0.1:0'], {
-      cwd: ROOT,
-      env: { ...process.env, KUBECONFIG },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    operator.stderr!.on('data', (d: Buffer) => logs.push(d.toString()));
-    const started = new Promise<void>((resolve, reject) => {
-      createInterface({ input: operator.stdout! }).on('line', (line) => {
-        logs.push(line);
-        const entry = JSON.parse(line) as { msg: string; address?: string };
-        if (entry.msg === 'serving health and metrics') metricsUrl = `http://${entry.address}`;
-        if (entry.msg === 'controller started') resolve();
-      });
-      operator.once('exit', (code) => reject(new Error(`the operator exited ${code}:\n${logs.join('\n')}`)));
-    });
-    await started;
+    // Two copies, as the Deployment will run them: one leads, one stands by.
+    operators.push(await startOperator(), await startOperator());
+    await waitFor('a leader', async () => operators.some((o) => o.leading()), 60_000, 200);
+    const leader = operators.find((o) => o.leading())!;
+    metricsUrl = leader.metricsUrl;
+    await waitFor('the leader to start its controller', async () => leader.logs.some((l) => l.includes('"controller started"')), 60_000, 200);
   });
   after(async () => {
-    if (failed()) console.log(`${await diagnostics(NS)}\n--- operator log\n${logs.slice(-60).join('\n')}`);
-    const exited = new Promise((r) => operator.once('exit', r));
-    operator.kill('SIGTERM');
-    await exited;
+    if (failed()) console.log(`${await diagnostics(NS)}\n--- operator logs\n${operators.map((o) => o.logs.slice(-40).join('\n')).join('\n---\n')}`);
+    for (const o of operators) {
+      if (o.child.exitCode !== null || o.child.signalCode !== null) continue;
+      const exited = new Promise((r) => o.child.once('exit', r));
+      o.child.kill('SIGTERM');
+      await exited;
+    }
     await deleteNamespace(NS);
   });
+
+  it(
+    'two copies: exactly one leads; the standby is ready and says it is not the leader',
+    guard(async () => {
+      assert.equal(operators.filter((o) => o.leading()).length, 1);
+      const standby = operators.find((o) => !o.leading())!;
+      assert.equal((await fetch(`${standby.metricsUrl}/readyz`)).status, 200);
+      assert.match(await (await fetch(`${standby.metricsUrl}/metrics`)).text(), /^leader_election_master_status\{name="kreg-operator"\} 0$/m);
+      assert.match(await (await fetch(`${metricsUrl}/metrics`)).text(), /^leader_election_master_status\{name="kreg-operator"\} 1$/m);
+    }),
+  );
 
   it(
     'kubectl apply → Ready; kubectl get shows the columns; the service answers through its Service',
@@ -153,6 +187,28 @@ describe('kreg operator on a real cluster', { timeout: 10 * 60_000 }, () => {
       assert.equal(after.versions, before.versions, 'something changed while idle');
       console.log(`# operator: idle 20 s, writes ${after.writes}`);
       assert.equal((await fetch(`${metricsUrl}/readyz`)).status, 200);
+    }),
+  );
+
+  it(
+    'the leader is killed (SIGKILL, no hand-over): the standby takes over and reconciles a change',
+    guard(async () => {
+      const leader = operators.find((o) => o.leading())!;
+      const standby = operators.find((o) => o !== leader)!;
+      const t0 = performance.now();
+      leader.child.kill('SIGKILL');
+      await kubectl(['apply', '-f', '-'], { input: resource('kreg/registration:dev').replace('"spec":{', '"spec":{"settings":{"LOG_LEVEL":"warn"},') });
+      await waitFor('the standby to lead', async () => standby.leading(), 60_000, 200);
+      const tookOver = performance.now() - t0;
+      await waitFor(
+        'the change to be reconciled',
+        async () => (await kubectlJson(['-n', NS, 'get', 'configmap', 'accounts-config'])).data.LOG_LEVEL === 'warn',
+        60_000,
+        200,
+      );
+      await kubectl(['-n', NS, 'wait', '--for=condition=Ready', 'registrationservice/accounts', '--timeout=120s'], { timeoutMs: 150_000 });
+      console.log(`# operator: standby leading ${(tookOver / 1000).toFixed(1)} s after the leader was killed; change reconciled after ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+      metricsUrl = standby.metricsUrl;
     }),
   );
 
