@@ -49,10 +49,14 @@ export interface TestApiServer {
   limitedKubeconfig: string;
   limitedUser: string;
   url: string;
+  port: number;
+  adminToken: string;
+  /** Kills kube-apiserver (SIGKILL unless told), then starts the same one again (same port, same etcd); resolves when ready. */
+  restartApiServer(signal?: NodeJS.Signals): Promise<void>;
   stop(): Promise<void>;
 }
 
-function kubeconfigFor(url: string, token: string, user: string): string {
+export function kubeconfigFor(url: string, token: string, user: string): string {
   return [
     'apiVersion: v1',
     'kind: Config',
@@ -115,7 +119,7 @@ export async function startApiServer(): Promise<TestApiServer> {
     const adminToken = randomBytes(16).toString('hex');
     const limitedToken = randomBytes(16).toString('hex');
     writeFileSync(join(dir, 'tokens.csv'), `${adminToken},envtest-admin,1,"system:masters"\n${limitedToken},envtest-limited,2\n`);
-    run('kube-apiserver', [
+    const apiserverArgs = [
       `--etcd-servers=http://127.0.0.1:${clientPort}`,
       '--bind-address=127.0.0.1', `--secure-port=${securePort}`, '--advertise-address=127.0.0.1',
       `--cert-dir=${join(dir, 'certs')}`, `--token-auth-file=${join(dir, 'tokens.csv')}`,
@@ -124,8 +128,10 @@ export async function startApiServer(): Promise<TestApiServer> {
       `--service-account-key-file=${join(dir, 'sa.pub')}`, `--service-account-signing-key-file=${join(dir, 'sa.key')}`,
       // Without a controller-manager no ServiceAccount token controller runs; nothing here makes pods.
       '--disable-admission-plugins=ServiceAccount', '--profiling=false', '--v=0',
-    ]);
+    ];
+    let apiserver = run('kube-apiserver', apiserverArgs);
     const url = `https://127.0.0.1:${securePort}`;
+    const waitReady = async () => {
     const deadline = Date.now() + 60_000;
     for (;;) {
       const ok = await new Promise<boolean>((resolve) => {
@@ -142,11 +148,25 @@ export async function startApiServer(): Promise<TestApiServer> {
       }
       await new Promise((r) => setTimeout(r, 200));
     }
+    };
+    await waitReady();
+    /**
+     * Kills kube-apiserver and starts it again on the same port and etcd. SIGKILL by default: a
+     * crash, and fast (a SIGTERM'd apiserver drains open watches for about a minute).
+     */
+    const restartApiServer = async (signal: NodeJS.Signals = 'SIGKILL') => {
+      const exited = new Promise((r) => apiserver.once('exit', r));
+      apiserver.kill(signal);
+      await exited;
+      children.splice(children.indexOf(apiserver), 1);
+      apiserver = run('kube-apiserver', apiserverArgs);
+      await waitReady();
+    };
     const kubeconfig = join(dir, 'admin.kubeconfig');
     writeFileSync(kubeconfig, kubeconfigFor(url, adminToken, 'envtest-admin'));
     const limitedKubeconfig = join(dir, 'limited.kubeconfig');
     writeFileSync(limitedKubeconfig, kubeconfigFor(url, limitedToken, 'envtest-limited'));
-    return { kubeconfig, limitedKubeconfig, limitedUser: 'envtest-limited', url, stop };
+    return { kubeconfig, limitedKubeconfig, limitedUser: 'envtest-limited', url, port: securePort, adminToken, restartApiServer, stop };
   } catch (err) {
     await stop();
     throw err;
