@@ -13,7 +13,7 @@
  */
 import { hostname } from 'node:os';
 import { KubeApiError, type KubeClient } from '../engine/client.js';
-import type { ForeignManager } from '../engine/events.js';
+import type { EngineEvent, ForeignManager } from '../engine/events.js';
 import { destroy } from '../engine/lifecycle.js';
 import { reconcileOnce, type ReconcileMemo, type Target } from '../engine/reconcile.js';
 import type { KubeObject } from '../engine/types.js';
@@ -51,6 +51,8 @@ export interface ControllerOptions {
   /** A converged resource is looked at again after this long even without events. Default 10 min. */
   resyncMs?: number;
   log?: (entry: Record<string, unknown>) => void;
+  /** Every engine event of every reconcile, with its resource's key (benchmarks, tracing). */
+  onEngineEvent?: (key: string, event: EngineEvent) => void;
 }
 
 export interface ControllerStats {
@@ -91,7 +93,7 @@ export class RegistrationServiceController {
           ...ns,
           labelSelector: 'applyset.kubernetes.io/part-of',
           metadataOnly: true,
-          onEvent: (_type, obj) => this.onChild(obj),
+          onEvent: (type, obj, before) => this.onChild(type, obj, before),
           log: (line) => this.log({ msg: line }),
         }),
     );
@@ -133,7 +135,13 @@ export class RegistrationServiceController {
     }
   }
 
-  private onChild(obj: KubeObject): void {
+  private onChild(type: InformerEvent, obj: KubeObject, before?: KubeObject): void {
+    // A change of the desired part only: a new generation where the kind has one (a Deployment's
+    // status updates do not bump it), any change where it has none (ConfigMaps, Services), deletion.
+    if (type === 'modified' && before) {
+      const generation = obj.metadata.generation;
+      if (generation !== undefined ? generation === before.metadata.generation : obj.metadata.resourceVersion === before.metadata.resourceVersion) return;
+    }
     const owner = obj.metadata.ownerReferences?.find((o) => o.controller && o.kind === KIND && o.apiVersion === API_VERSION);
     if (!owner) return;
     const key = `${obj.metadata.namespace}/${owner.name}`;
@@ -240,6 +248,7 @@ export class RegistrationServiceController {
         wait: true,
         description: `reconcile generation ${generation}`,
         onEvent: (e) => {
+          this.options.onEngineEvent?.(key, e);
           if (e.type === 'apply' && e.action !== 'unchanged') {
             this.stats.writes++;
             if (drift) corrections.push(describeDrift(e.ref.kind, e.ref.name, e.action, e.changedBy));
