@@ -105,6 +105,18 @@ describe('RegistrationService CRD on a real API server', { skip, timeout: 120_00
     assert.equal(await admission(resource('moving', { image: 'kreg/registration:2' })), undefined, 'other changes are fine');
   });
 
+  it('what the cdk8s construct synthesizes is accepted as it is', async () => {
+    const { Chart, Testing } = await import('cdk8s');
+    const { RegistrationServiceResource } = await import('../../infra/operator/construct.js');
+    const chart = new Chart(Testing.app(), 'crd-test', { namespace: 'crd-test' });
+    new RegistrationServiceResource(chart, 'from-cdk8s', {
+      metadata: { name: 'from-cdk8s' },
+      spec: { image: 'kreg/registration:1', database: { mode: 'remote', url: 'http://db:8080', authTokenSecretRef: token }, autoscaling: { minReplicas: 2, maxReplicas: 4 }, settings: { LOG_LEVEL: 'info' } },
+    });
+    const [obj] = Testing.synth(chart) as KubeObject[];
+    assert.equal(await admission(obj!), undefined);
+  });
+
   it('the printer columns and the ApplySet parent label are there', async () => {
     const crd = await client.get({ apiVersion: 'apiextensions.k8s.io/v1', kind: 'CustomResourceDefinition', name: CRD_NAME });
     assert.equal(crd!.metadata.labels!['applyset.kubernetes.io/is-parent-type'], 'true');

@@ -105,3 +105,29 @@ describe('resource status', () => {
     assert.equal(suspended.url, 'http://accounts.team-a.svc.cluster.local');
   });
 });
+
+describe('RegistrationServiceResource construct', () => {
+  it('synthesizes the resource as written, and refuses a bad spec at synth time with every problem', async () => {
+    const { Chart, Testing } = await import('cdk8s');
+    const { RegistrationServiceResource } = await import('../../infra/operator/construct.js');
+    const { SpecError } = await import('../../infra/spec.js');
+    const chart = new Chart(Testing.app(), 'team-a', { namespace: 'team-a' });
+    new RegistrationServiceResource(chart, 'accounts', {
+      metadata: { name: 'accounts' },
+      spec: { image: 'kreg/registration:1.2.3', database: { mode: 'embedded', storage: '1Gi' }, suspend: false },
+    });
+    assert.deepEqual(Testing.synth(chart), [
+      {
+        apiVersion: 'kreg.dev/v1alpha1',
+        kind: 'RegistrationService',
+        metadata: { name: 'accounts', namespace: 'team-a' },
+        spec: { image: 'kreg/registration:1.2.3', database: { mode: 'embedded', storage: '1Gi' }, suspend: false },
+      },
+    ]);
+    const bad = new Chart(Testing.app(), 'bad');
+    assert.throws(
+      () => new RegistrationServiceResource(bad, 'x', { metadata: { name: 'x' }, spec: { image: 'kreg/registration:1', replicas: 3, hashConcurrency: 0 } }),
+      (err: unknown) => err instanceof SpecError && err.issues.map((i) => i.path).sort().join() === 'hashConcurrency,replicas',
+    );
+  });
+});
