@@ -15,7 +15,7 @@ import type { Metrics } from './http/metrics.js';
 import { ProblemType, problem, type FieldError } from './http/problem.js';
 import { RateLimiter } from './http/rate-limit.js';
 import type { Lifecycle } from './lifecycle.js';
-import { DatabaseUnavailableError } from './db/guard.js';
+import { DatabaseRefusedError, DatabaseUnavailableError } from './db/guard.js';
 import { describeError, type Logger } from './logger.js';
 import { OverloadedError } from './users/hasher.js';
 import { LoginRequest, LoginResult, Problem, RegisterRequest, User, UserIdParam } from './users/schemas.js';
@@ -71,7 +71,7 @@ const registerRoute = createRoute({
     413: problemResponse('Body larger than the limit.'),
     415: problemResponse('Content-Type is not application/json.'),
     429: problemResponse('Too many registrations from this client; see Retry-After.'),
-    503: problemResponse('Password hashing capacity exhausted, or the database did not answer in time; see Retry-After. Nothing was stored.'),
+    503: problemResponse('Password hashing capacity exhausted, or the database did not answer in time (see Retry-After), or it refused the service\'s credentials (urn:kreg:problem:database-refused).'),
   },
 });
 
@@ -87,7 +87,7 @@ const loginRoute = createRoute({
     413: problemResponse('Body larger than the limit.'),
     415: problemResponse('Content-Type is not application/json.'),
     429: problemResponse('Too many login attempts from this client; see Retry-After.'),
-    503: problemResponse('Password hashing capacity exhausted, or the database did not answer in time; see Retry-After.'),
+    503: problemResponse('Password hashing capacity exhausted, or the database did not answer in time (see Retry-After), or it refused the service\'s credentials.'),
   },
 });
 
@@ -100,7 +100,7 @@ const getUserRoute = createRoute({
     200: { description: 'The user.', content: { 'application/json': { schema: User } } },
     400: problemResponse('The id is not a UUID.'),
     404: problemResponse('No such user.'),
-    503: problemResponse('The database did not answer in time; see Retry-After.'),
+    503: problemResponse('The database did not answer in time (see Retry-After), or it refused the service\'s credentials.'),
   },
 });
 
@@ -125,7 +125,7 @@ const readyzRoute = createRoute({
 
 function failureOutcome(err: unknown): string {
   if (err instanceof OverloadedError) return 'overloaded';
-  if (err instanceof DatabaseUnavailableError) return 'unavailable';
+  if (err instanceof DatabaseUnavailableError || err instanceof DatabaseRefusedError) return 'unavailable';
   return 'error';
 }
 
@@ -374,6 +374,15 @@ export function buildApp(deps: AppDeps): OpenAPIHono<Env> {
         title: 'Database unavailable',
         detail: `the database did not answer in time; nothing was changed; retry in ${err.retryAfterSeconds} s`,
         headers: { 'retry-after': String(err.retryAfterSeconds) },
+      });
+    }
+    if (err instanceof DatabaseRefusedError) {
+      // Logged once by the guard when it starts (an outage of credentials is one event, not one per request).
+      return problem(c, {
+        status: 503,
+        type: ProblemType.databaseRefused,
+        title: 'Database refused the request',
+        detail: 'the service cannot use its database right now (its credentials were refused); nothing was changed',
       });
     }
     if (err instanceof HTTPException && err.status < 500) {

@@ -52,6 +52,10 @@ export function assembleApp(opts: {
       failure
         ? logger.warn({ reason: failure.reason }, 'database writes failing: readiness off until a write succeeds')
         : logger.info('database writes succeed again'),
+    onRefusalChange: (refusal) =>
+      refusal
+        ? logger.error({ reason: refusal.reason, ...describeError(refusal.cause) }, 'database refused the request; requests answer 503 until it accepts again')
+        : logger.info('database accepts requests again'),
   });
   const users = new UserService(
     new UserStore(database.db, guard),

@@ -120,6 +120,61 @@ describe('remote database with faults (Hrana over HTTP on a real socket)', () =>
   });
 });
 
+describe('a database that refuses (credentials, read-only): 503 with its own type, logged once, never a 500', () => {
+  const dir = tempDir();
+  let db: HranaServer;
+  let server: Awaited<ReturnType<typeof startTestServer>>;
+  const post = (path: string, body: unknown) => fetch(`${server.url}${path}`, json(body));
+
+  before(async () => {
+    db = await startHranaServer({ path: join(dir.path, 'remote.db'), token: 'the-right-token' });
+    server = await startTestServer(dir.path, { DATABASE_URL: db.url, DATABASE_AUTH_TOKEN: 'the-right-token', DATABASE_MIGRATE: 'always', DATABASE_TIMEOUT_MS: String(DEADLINE_MS) });
+    assert.equal((await post('/register', { username: 'refusal-amy', password: GOOD_PASSWORD })).status, 201);
+  });
+  after(async () => {
+    db.setFault({ kind: 'none' });
+    await server.shutdown('test over');
+    await db.close();
+    dir.remove();
+  });
+
+  test('a refused token: register and login answer 503 database-refused; one error line says why', async () => {
+    db.setFault({ kind: 'status', status: 401, message: 'Unauthorized: invalid token' });
+    for (let i = 0; i < 3; i++) {
+      const res = await post('/register', { username: `refusal-${i}`, password: GOOD_PASSWORD });
+      const body = (await res.json()) as Problem;
+      assert.equal(res.status, 503, JSON.stringify(body));
+      assert.equal(body.type, 'urn:kreg:problem:database-refused');
+    }
+    const login = await post('/login', { username: 'refusal-amy', password: GOOD_PASSWORD });
+    assert.equal(login.status, 503);
+    const ready = await fetch(`${server.url}/readyz`);
+    assert.equal(ready.status, 503);
+    assert.match(((await ready.json()) as Problem).detail, /database refused the request: the server refused the credentials \(HTTP 401\)/);
+    const errors = server.logs.lines.filter((l) => l.includes('"level":"error"'));
+    assert.equal(errors.length, 1, errors.join('\n'));
+    assert.match(errors[0]!, /"msg":"database refused the request/);
+    assert.match(errors[0]!, /"reason":"the server refused the credentials \(HTTP 401\): check DATABASE_AUTH_TOKEN"/);
+    assert.ok(!server.logs.text.includes('the-right-token'));
+    assert.doesNotMatch(server.logs.text, /unhandled error/);
+  });
+
+  test('a read-only token: reads work, writes answer 503 database-refused, readiness says read-only; recovery is automatic', async () => {
+    db.setFault({ kind: 'readonly' });
+    assert.equal((await post('/login', { username: 'refusal-amy', password: GOOD_PASSWORD })).status, 200, 'reads still work');
+    const res = await post('/register', { username: 'refusal-ro', password: GOOD_PASSWORD });
+    assert.equal(res.status, 503);
+    assert.equal(((await res.json()) as Problem).type, 'urn:kreg:problem:database-refused');
+    const ready = await fetch(`${server.url}/readyz`);
+    assert.equal(ready.status, 503);
+    assert.match(((await ready.json()) as Problem).detail, /read-only/);
+    db.setFault({ kind: 'none' });
+    assert.equal((await fetch(`${server.url}/readyz`)).status, 200);
+    assert.equal((await post('/register', { username: 'refusal-ro', password: GOOD_PASSWORD })).status, 201);
+    assert.match(server.logs.text, /database accepts requests again/);
+  });
+});
+
 describe('a TCP peer that accepts and never answers', () => {
   const dir = tempDir();
   const held = new Set<Socket>();
@@ -155,18 +210,20 @@ describe('a TCP peer that accepts and never answers', () => {
 });
 
 describe('a failed write logs its cause, never the statement parameters', () => {
-  test('register on a database that refuses writes: 500 without the hash in any log line', async () => {
+  test('register on a database that refuses writes: 503, and the logged cause carries no hash or parameter', async () => {
     const t = await createTestApp();
     try {
       // SQLite's own read-only switch: the INSERT reaches the engine and fails there (SQLITE_READONLY).
       await t.database.client.execute('PRAGMA query_only = ON');
       const res = await t.app.request('/register', json({ username: 'readonly-erin', password: 'readonly-erin-secret-pw' }));
-      assert.equal(res.status, 500);
-      const line = t.logs.lines.find((l) => l.includes('unhandled error'));
-      assert.ok(line, 'the failure is logged');
-      const entry = JSON.parse(line) as { error: string; cause?: { code?: string; message?: string } };
-      assert.equal(entry.error, 'database query failed');
-      assert.match(JSON.stringify(entry.cause), /SQLITE_READONLY|readonly/i, 'the driver cause is kept');
+      assert.equal(res.status, 503);
+      assert.equal(((await res.json()) as Problem).type, 'urn:kreg:problem:database-refused');
+      const line = t.logs.lines.find((l) => l.includes('database refused the request'));
+      assert.ok(line, 'the refusal is logged');
+      const entry = JSON.parse(line) as { reason: string; error?: string; cause?: unknown };
+      assert.match(entry.reason, /read-only/);
+      assert.equal(entry.error, 'database query failed', 'drizzle\'s error is described by its cause only');
+      assert.match(JSON.stringify(entry.cause), /SQLITE_READONLY/, 'the driver cause is kept');
       for (const forbidden of ['$argon2', 'readonly-erin-secret-pw', 'readonly-erin', 'insert into']) {
         assert.ok(!t.logs.text.toLowerCase().includes(forbidden.toLowerCase()), `log contains ${forbidden}`);
       }

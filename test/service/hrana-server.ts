@@ -52,7 +52,9 @@ export type Fault =
   /** Answer with this HTTP status and a sqld-like error body, executing nothing. */
   | { kind: 'status'; status: number; message: string }
   /** Destroy the connection as soon as the request arrives. */
-  | { kind: 'drop' };
+  | { kind: 'drop' }
+  /** Serve reads; refuse every write with SQLITE_READONLY (as a read-only token does). */
+  | { kind: 'readonly' };
 
 interface Stream {
   db: Database.Database;
@@ -83,6 +85,7 @@ export async function startHranaServer(opts: { path: string; token?: string }): 
     const db = new Database(opts.path);
     db.defaultSafeIntegers(true);
     db.exec('PRAGMA busy_timeout = 5000');
+    if (fault.kind === 'readonly') db.exec('PRAGMA query_only = ON');
     return { db, sqls: new Map() };
   };
 

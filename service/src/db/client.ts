@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { createClient, type Client } from '@libsql/client';
 import { drizzle, type LibSQLDatabase } from 'drizzle-orm/libsql';
 import { migrate } from 'drizzle-orm/libsql/migrator';
-import { DatabaseUnavailableError, type DatabaseGuard } from './guard.js';
+import { DatabaseRefusedError, DatabaseUnavailableError, type DatabaseGuard } from './guard.js';
 import * as schema from './schema.js';
 
 export type Database = LibSQLDatabase<typeof schema>;
@@ -100,6 +100,7 @@ export async function checkDatabase(handle: DatabaseHandle, guard: DatabaseGuard
     if (writesFailing) await guard.write('write probe', () => handle.client.execute('UPDATE users SET id = id WHERE 0'));
     else await guard.read('ping', () => handle.client.execute('SELECT 1'));
   } catch (err) {
+    if (err instanceof DatabaseRefusedError) throw new Error(`database refused the request: ${err.reason}`, { cause: err });
     const reason = err instanceof DatabaseUnavailableError ? err.reason : err instanceof Error ? err.message : String(err);
     throw new Error(`${writesFailing ? 'database writes failing' : 'database unreachable'}: ${reason}`, { cause: err });
   }

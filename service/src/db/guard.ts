@@ -17,6 +17,20 @@ export class DatabaseUnavailableError extends Error {
   }
 }
 
+/**
+ * The database answered, and said no: the credentials were refused (401/403) or the token may only
+ * read. Retrying does not help; an operator has to fix the token. Never a 500.
+ */
+export class DatabaseRefusedError extends Error {
+  constructor(
+    readonly reason: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`database refused the request: ${reason}`, options);
+    this.name = 'DatabaseRefusedError';
+  }
+}
+
 class DeadlineExceededError extends Error {
   constructor(what: string, ms: number) {
     super(`${what} did not complete within ${ms} ms`);
@@ -40,12 +54,32 @@ const TRANSIENT_CODES = new Set([
   'SQLITE_BUSY',
 ]);
 
+/** Codes with which SQLite (or a server relaying it) refuses a write for good. */
+const REFUSAL_CODES = new Set(['SQLITE_READONLY', 'SQLITE_AUTH', 'SQLITE_PERM']);
+
+/** Why the database refused `err`'s request for good (credentials, permissions), or undefined. */
+function refusalReason(err: unknown): string | undefined {
+  for (let e: unknown = err, depth = 0; e && typeof e === 'object' && depth < 6; e = (e as { cause?: unknown }).cause, depth++) {
+    const { code, extendedCode, status } = e as { code?: unknown; extendedCode?: unknown; status?: unknown };
+    if (status === 401) return 'the server refused the credentials (HTTP 401): check DATABASE_AUTH_TOKEN';
+    if (status === 403) return 'the token is not allowed to do this (HTTP 403): check DATABASE_AUTH_TOKEN';
+    for (const c of [code, extendedCode]) {
+      if (typeof c === 'string' && [...REFUSAL_CODES].some((r) => c.startsWith(r))) {
+        return c.startsWith('SQLITE_READONLY') ? 'the database is read-only for this token (SQLITE_READONLY)' : `the database refused it (${c})`;
+      }
+    }
+  }
+  return undefined;
+}
+
 /** The reason to report when `err` means the database is unreachable or too slow; else undefined. */
 function transientReason(err: unknown): string | undefined {
   for (let e: unknown = err, depth = 0; e && typeof e === 'object' && depth < 6; e = (e as { cause?: unknown }).cause, depth++) {
     if (e instanceof DeadlineExceededError) return e.message;
-    const { code, name, message } = e as { code?: unknown; name?: unknown; message?: unknown };
+    const { code, name, message, status } = e as { code?: unknown; name?: unknown; message?: unknown; status?: unknown };
     if (typeof code === 'string' && TRANSIENT_CODES.has(code)) return typeof message === 'string' && message ? `${code}: ${message}` : code;
+    // A server that is up but failing (5xx, 429): the same request may succeed in a moment.
+    if (typeof status === 'number' && (status >= 500 || status === 429)) return `the server answered HTTP ${status}`;
     // fetch aborted by the per-request signal (see `abortableFetch` in client.ts)
     if (name === 'TimeoutError' || name === 'AbortError') return 'request to the database timed out';
   }
@@ -60,10 +94,13 @@ export interface WriteFailure {
 export interface GuardEvents {
   /** Called when writes start failing (with the reason) and when they work again (undefined). */
   onWritePathChange?(failure: WriteFailure | undefined): void;
+  /** Called once when the database starts refusing requests (credentials, read-only), and once when it stops. */
+  onRefusalChange?(refusal: { reason: string; cause: unknown } | undefined): void;
 }
 
 export class DatabaseGuard {
   #writeFailure: WriteFailure | undefined;
+  #refused: string | undefined;
 
   constructor(
     readonly timeoutMs: number,
@@ -85,7 +122,7 @@ export class DatabaseGuard {
       this.writeAnswered();
       return result;
     } catch (err) {
-      if (!(err instanceof DatabaseUnavailableError)) {
+      if (!(err instanceof DatabaseUnavailableError || err instanceof DatabaseRefusedError)) {
         // A refusal such as a unique violation is still an answer: the write path works.
         this.writeAnswered();
       } else if (!this.#writeFailure) {
@@ -113,8 +150,21 @@ export class DatabaseGuard {
     // The losing call may still settle later; its outcome is of no interest to anyone.
     work.catch(() => {});
     try {
-      return await Promise.race([work, deadline]);
+      const result = await Promise.race([work, deadline]);
+      if (this.#refused !== undefined) {
+        this.#refused = undefined;
+        this.events.onRefusalChange?.(undefined);
+      }
+      return result;
     } catch (err) {
+      const refusal = refusalReason(err);
+      if (refusal !== undefined) {
+        if (this.#refused !== refusal) {
+          this.#refused = refusal;
+          this.events.onRefusalChange?.({ reason: refusal, cause: err });
+        }
+        throw new DatabaseRefusedError(refusal, { cause: err });
+      }
       const reason = transientReason(err);
       if (reason !== undefined) {
         throw new DatabaseUnavailableError(reason, Math.max(1, Math.ceil(this.timeoutMs / 1000)), { cause: err });

@@ -15,6 +15,7 @@ export const ProblemType = {
   overloaded: 'urn:kreg:problem:overloaded',
   notReady: 'urn:kreg:problem:not-ready',
   databaseUnavailable: 'urn:kreg:problem:database-unavailable',
+  databaseRefused: 'urn:kreg:problem:database-refused',
 } as const;
 
 export interface FieldError {
