@@ -40,6 +40,7 @@ const envSchema = z.object({
   [ENV.databaseMigrate]: z.enum(['auto', 'always', 'never']).default('auto'),
   // Well under a client's patience and the readiness probe's 3 s timeout; see DatabaseGuard.
   [ENV.databaseTimeoutMs]: nonNegativeInt(100, 60_000).default(2000),
+  [ENV.databaseStartupWaitSeconds]: nonNegativeInt(0, 600).default(30),
   [ENV.logLevel]: z.enum(LOG_LEVELS).default('info'),
   [ENV.bodyLimitBytes]: nonNegativeInt(256, 1024 * 1024).default(16 * 1024),
   [ENV.rateLimitWindowSeconds]: nonNegativeInt(1, 86_400).default(60),
@@ -75,6 +76,8 @@ export interface Config {
     migrate: 'auto' | 'always' | 'never';
     /** Deadline of every database call (and the embedded busy timeout). */
     timeoutMs: number;
+    /** How long start-up keeps trying an unreachable remote database before starting unready. */
+    startupWaitSeconds: number;
   };
   logLevel: (typeof LOG_LEVELS)[number];
   bodyLimitBytes: number;
@@ -143,6 +146,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       ...(e[ENV.databaseAuthToken] ? { authToken: e[ENV.databaseAuthToken] } : {}),
       migrate: e[ENV.databaseMigrate],
       timeoutMs: e[ENV.databaseTimeoutMs],
+      startupWaitSeconds: e[ENV.databaseStartupWaitSeconds],
     },
     logLevel: e[ENV.logLevel],
     bodyLimitBytes: e[ENV.bodyLimitBytes],

@@ -24,6 +24,7 @@ export const ENV = {
   databaseAuthToken: 'DATABASE_AUTH_TOKEN',
   databaseMigrate: 'DATABASE_MIGRATE',
   databaseTimeoutMs: 'DATABASE_TIMEOUT_MS',
+  databaseStartupWaitSeconds: 'DATABASE_STARTUP_WAIT_SECONDS',
   logLevel: 'LOG_LEVEL',
   bodyLimitBytes: 'BODY_LIMIT_BYTES',
   rateLimitWindowSeconds: 'RATE_LIMIT_WINDOW_SECONDS',

@@ -13,7 +13,7 @@ import { pathToFileURL } from 'node:url';
 import { serve } from '@hono/node-server';
 import { buildApp } from './app.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
-import { checkDatabase, migrateDatabase, openDatabase, type DatabaseHandle } from './db/client.js';
+import { checkDatabase, migrateDatabase, openDatabase, verifyRemoteAccess, type DatabaseHandle } from './db/client.js';
 import { DatabaseGuard } from './db/guard.js';
 import { Metrics } from './http/metrics.js';
 import { Lifecycle } from './lifecycle.js';
@@ -77,6 +77,21 @@ export function assembleApp(opts: {
 export async function startServer(config: Config, logger: Logger): Promise<RunningServer> {
   const lifecycle = new Lifecycle();
   const database = await openDatabase(config.database);
+  if (!database.embedded) {
+    try {
+      const check = await verifyRemoteAccess(database, {
+        timeoutMs: config.database.timeoutMs,
+        retryForMs: config.database.startupWaitSeconds * 1000,
+        onRetry: (reason, delayMs) => logger.warn({ reason, delayMs }, 'database unreachable at start-up; retrying'),
+      });
+      if (!check.reachable) {
+        logger.warn({ reason: check.reason }, 'database still unreachable; starting unready (readiness says why) until it answers');
+      }
+    } catch (err) {
+      await database.close();
+      throw err;
+    }
+  }
   const shouldMigrate =
     config.database.migrate === 'always' || (config.database.migrate === 'auto' && database.embedded);
   if (shouldMigrate) {
@@ -158,6 +173,11 @@ async function main(): Promise<void> {
   try {
     running = await startServer(config, logger);
   } catch (err) {
+    // A refused token is a configuration error like any other: one line naming the variable, exit 2.
+    if (err instanceof ConfigError) {
+      process.stderr.write(`kreg-registration: ${err.message}\n`);
+      process.exit(2);
+    }
     logger.fatal(describeError(err), 'start-up failed');
     process.exit(1);
   }

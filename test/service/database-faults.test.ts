@@ -190,6 +190,7 @@ describe('a TCP peer that accepts and never answers', () => {
     const { port } = peer.address() as { port: number };
     server = await startTestServer(dir.path, {
       DATABASE_URL: `http://127.0.0.1:${port}`,
+      DATABASE_STARTUP_WAIT_SECONDS: '0',
       DATABASE_MIGRATE: 'never',
       DATABASE_TIMEOUT_MS: String(DEADLINE_MS),
     });
@@ -278,12 +279,17 @@ describe('a failed write logs its cause, never the statement parameters', () => 
     const db = await startHranaServer({ path: join(dir.path, 'remote.db') });
     try {
       db.setFault({ kind: 'status', status: 500, message: 'internal error' });
-      const r = spawnSync(process.execPath, ['--import', 'tsx', 'service/src/migrate.ts'], {
+      // Not spawnSync: this process serves the test database, and must keep answering meanwhile.
+      const { spawn } = await import('node:child_process');
+      const child = spawn(process.execPath, ['--import', 'tsx', 'service/src/migrate.ts'], {
         cwd: ROOT,
         env: { PATH: process.env.PATH, HOME: process.env.HOME, DATABASE_URL: db.url, DATABASE_AUTH_TOKEN: 'migrate-token-secret-123' },
-        encoding: 'utf8',
-        timeout: 30_000,
+        stdio: ['ignore', 'pipe', 'pipe'],
       });
+      const r = { stdout: '', stderr: '', status: null as number | null };
+      child.stdout!.on('data', (d: Buffer) => (r.stdout += d.toString()));
+      child.stderr!.on('data', (d: Buffer) => (r.stderr += d.toString()));
+      r.status = await new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
       for (const line of `${r.stdout}\n${r.stderr}`.split('\n')) watchLogLine(line, 'migrate');
       assert.equal(r.status, 1, r.stdout + r.stderr);
       assert.match(r.stdout, /migration failed/);
@@ -317,6 +323,9 @@ describe('WebSocket mode', () => {
           PATH: process.env.PATH,
           HOME: process.env.HOME,
           DATABASE_URL: `ws://127.0.0.1:${port}`,
+          // This peer answers the handshake and nothing else: start at once, unready.
+          DATABASE_STARTUP_WAIT_SECONDS: '0',
+          DATABASE_TIMEOUT_MS: '300',
           DATABASE_MIGRATE: 'never',
           PORT: '0',
           HOST: '127.0.0.1',
@@ -341,6 +350,89 @@ describe('WebSocket mode', () => {
       assert.notEqual(closes[0], 1006, 'closed with a close frame, not dropped (1006)');
     } finally {
       await new Promise<void>((resolve) => wss.close(() => resolve()));
+      dir.remove();
+    }
+  });
+});
+
+describe('remote mode at start-up: a refused token stops the process with one line; an unreachable server is waited for', () => {
+  const serverEnv = (url: string, token: string) => ({
+    PATH: process.env.PATH,
+    HOME: process.env.HOME,
+    DATABASE_URL: url,
+    DATABASE_AUTH_TOKEN: token,
+    DATABASE_MIGRATE: 'never',
+    DATABASE_TIMEOUT_MS: '500',
+    PORT: '0',
+    HOST: '127.0.0.1',
+  });
+
+  /** Runs a child to its end without blocking this process (which serves the test database). */
+  async function runChild(script: string, env: NodeJS.ProcessEnv): Promise<{ status: number | null; stdout: string; stderr: string }> {
+    const { spawn } = await import('node:child_process');
+    const child = spawn(process.execPath, ['--import', 'tsx', script], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+    const status = await new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    clearTimeout(timer);
+    return { status, stdout, stderr };
+  }
+
+  test('a refused token and a read-only token: exit 2, one line naming DATABASE_AUTH_TOKEN, the token never printed', async () => {
+    const dir = tempDir();
+    const db = await startHranaServer({ path: join(dir.path, 'remote.db'), token: 'right-token-123' });
+    try {
+      const migrated = await runChild('service/src/migrate.ts', { PATH: process.env.PATH, HOME: process.env.HOME, DATABASE_URL: db.url, DATABASE_AUTH_TOKEN: 'right-token-123' });
+      assert.equal(migrated.status, 0, migrated.stdout + migrated.stderr);
+      const refused = await runChild('service/src/server.ts', serverEnv(db.url, 'wrong-token-456'));
+      assert.equal(refused.status, 2, refused.stdout + refused.stderr);
+      assert.equal(
+        refused.stderr.trim(),
+        'kreg-registration: invalid configuration: DATABASE_AUTH_TOKEN is refused by the database: the server refused the credentials (HTTP 401): check DATABASE_AUTH_TOKEN',
+      );
+      assert.ok(!(refused.stdout + refused.stderr).includes('wrong-token-456'));
+
+      db.setFault({ kind: 'readonly' });
+      const readOnly = await runChild('service/src/server.ts', serverEnv(db.url, 'right-token-123'));
+      assert.equal(readOnly.status, 2, readOnly.stdout + readOnly.stderr);
+      assert.match(readOnly.stderr.trim(), /^kreg-registration: invalid configuration: DATABASE_AUTH_TOKEN is refused by the database: the database is read-only for this token/);
+      const rows = db.query('SELECT count(*) AS n FROM users') as Array<{ n: number }>;
+      assert.equal(Number(rows[0]!.n), 0, 'the check left nothing behind');
+    } finally {
+      await db.close();
+      dir.remove();
+    }
+  });
+
+  test('an unreachable server at start-up is retried until it answers, then the service listens', async () => {
+    const dir = tempDir();
+    const db = await startHranaServer({ path: join(dir.path, 'remote.db') });
+    const { spawn } = await import('node:child_process');
+    db.setFault({ kind: 'drop' });
+    const child = spawn(process.execPath, ['--import', 'tsx', 'service/src/server.ts'], { cwd: ROOT, env: serverEnv(db.url, ''), stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+    try {
+      const deadline = Date.now() + 20_000;
+      while (!out.includes('database unreachable at start-up; retrying')) {
+        assert.ok(Date.now() < deadline && child.exitCode === null, `no retry logged:\n${out}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.ok(!out.includes('"msg":"listening"'), 'it does not listen before the database answers');
+      db.setFault({ kind: 'none' });
+      while (!out.includes('"msg":"listening"')) {
+        assert.ok(Date.now() < deadline && child.exitCode === null, `did not start after the database came back:\n${out}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    } finally {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      await exited;
+      await db.close();
       dir.remove();
     }
   });

@@ -40,6 +40,7 @@ describe('config', () => {
       [{ PORT: '70000' }, 'PORT'],
       [{ DATABASE_TIMEOUT_MS: '50' }, 'DATABASE_TIMEOUT_MS'],
       [{ DATABASE_TIMEOUT_MS: 'soon' }, 'DATABASE_TIMEOUT_MS'],
+      [{ DATABASE_STARTUP_WAIT_SECONDS: '601' }, 'DATABASE_STARTUP_WAIT_SECONDS'],
       [{ PORT: '-1' }, 'PORT'],
       [{ HASH_ITERATIONS: '1' }, 'HASH_ITERATIONS'],
       [{ HASH_CONCURRENCY: '64' }, 'HASH_CONCURRENCY'],

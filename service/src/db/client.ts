@@ -4,7 +4,9 @@ import { fileURLToPath } from 'node:url';
 import { createClient, type Client } from '@libsql/client';
 import { drizzle, type LibSQLDatabase } from 'drizzle-orm/libsql';
 import { migrate } from 'drizzle-orm/libsql/migrator';
-import { DatabaseRefusedError, DatabaseUnavailableError, type DatabaseGuard } from './guard.js';
+import { ConfigError } from '../config.js';
+import { ENV } from '../contract.js';
+import { DatabaseGuard, DatabaseRefusedError, DatabaseUnavailableError } from './guard.js';
 import * as schema from './schema.js';
 
 export type Database = LibSQLDatabase<typeof schema>;
@@ -103,5 +105,40 @@ export async function checkDatabase(handle: DatabaseHandle, guard: DatabaseGuard
     if (err instanceof DatabaseRefusedError) throw new Error(`database refused the request: ${err.reason}`, { cause: err });
     const reason = err instanceof DatabaseUnavailableError ? err.reason : err instanceof Error ? err.message : String(err);
     throw new Error(`${writesFailing ? 'database writes failing' : 'database unreachable'}: ${reason}`, { cause: err });
+  }
+}
+
+/**
+ * Start-up check of a remote database: the token is accepted and may write — by a write that
+ * changes nothing (no data left behind). A refusal is a configuration error naming the variable
+ * (exit 2). An unreachable server is retried with backoff for `retryForMs`; after that the check
+ * says so and start-up goes on: the pod runs unready (readiness says why) instead of crash-looping,
+ * and turns ready when the server answers.
+ * Before the first migration there is no table to write to: the server answering "no such table"
+ * has accepted the token, which is all that can be known then.
+ */
+export async function verifyRemoteAccess(
+  handle: DatabaseHandle,
+  options: { timeoutMs: number; retryForMs: number; onRetry?: (reason: string, delayMs: number) => void },
+): Promise<{ reachable: true } | { reachable: false; reason: string }> {
+  const guard = new DatabaseGuard(options.timeoutMs);
+  const deadline = Date.now() + options.retryForMs;
+  let delay = 250;
+  for (;;) {
+    try {
+      await guard.write('start-up check', () => handle.client.execute('UPDATE users SET id = id WHERE 0'));
+      return { reachable: true };
+    } catch (err) {
+      if (err instanceof DatabaseRefusedError) throw new ConfigError(ENV.databaseAuthToken, `is refused by the database: ${err.reason}`);
+      if (err instanceof DatabaseUnavailableError) {
+        if (Date.now() + delay > deadline) return { reachable: false, reason: err.reason };
+        options.onRetry?.(err.reason, delay);
+        await new Promise((r) => setTimeout(r, delay));
+        delay = Math.min(delay * 2, 5000);
+        continue;
+      }
+      if (/no such table/i.test(err instanceof Error ? err.message : String(err))) return { reachable: true };
+      throw err;
+    }
   }
 }
