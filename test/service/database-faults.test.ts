@@ -159,6 +159,26 @@ describe('a database that refuses (credentials, read-only): 503 with its own typ
     assert.doesNotMatch(server.logs.text, /unhandled error/);
   });
 
+  test('each kind of failure on a real socket: 403, 500, 503, a dropped connection, a closed port', async () => {
+    const cases: Array<[string, () => void | Promise<void>, string, boolean]> = [
+      ['403', () => db.setFault({ kind: 'status', status: 403, message: 'Forbidden' }), 'urn:kreg:problem:database-refused', false],
+      ['500', () => db.setFault({ kind: 'status', status: 500, message: 'internal error' }), 'urn:kreg:problem:database-unavailable', true],
+      ['503', () => db.setFault({ kind: 'status', status: 503, message: 'server unavailable' }), 'urn:kreg:problem:database-unavailable', true],
+      ['dropped connection', () => db.setFault({ kind: 'drop' }), 'urn:kreg:problem:database-unavailable', true],
+    ];
+    for (const [what, fault, type, retryAfter] of cases) {
+      await fault();
+      const res = await post('/register', { username: `kinds-${what.replace(/\W/g, '')}`, password: GOOD_PASSWORD });
+      const body = (await res.json()) as Problem;
+      assert.equal(res.status, 503, `${what}: ${JSON.stringify(body)}`);
+      assert.equal(body.type, type, what);
+      assert.equal(res.headers.has('retry-after'), retryAfter, `${what}: Retry-After`);
+      db.setFault({ kind: 'none' });
+      assert.equal((await fetch(`${server.url}/readyz`)).status, 200, `${what}: recovered`);
+    }
+    assert.doesNotMatch(server.logs.text, /unhandled error/, 'no 500 for any of them');
+  });
+
   test('a read-only token: reads work, writes answer 503 database-refused, readiness says read-only; recovery is automatic', async () => {
     db.setFault({ kind: 'readonly' });
     assert.equal((await post('/login', { username: 'refusal-amy', password: GOOD_PASSWORD })).status, 200, 'reads still work');
@@ -207,6 +227,33 @@ describe('a TCP peer that accepts and never answers', () => {
     const ready = await timed(fetch(`${server.url}/readyz`));
     assert.equal(ready.res.status, 503);
     assert.ok(ready.ms < DEADLINE_MS + MARGIN_MS);
+  });
+});
+
+describe('a closed port', () => {
+  test('register answers 503 database-unavailable with Retry-After, and readiness says unreachable', async () => {
+    const dir = tempDir();
+    // A port that was free a moment ago: nothing listens there.
+    const probe = createServer();
+    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+    const { port } = probe.address() as { port: number };
+    await new Promise<void>((r) => probe.close(() => r()));
+    const server = await startTestServer(dir.path, {
+      DATABASE_URL: `http://127.0.0.1:${port}`,
+      DATABASE_STARTUP_WAIT_SECONDS: '0',
+      DATABASE_MIGRATE: 'never',
+      DATABASE_TIMEOUT_MS: String(DEADLINE_MS),
+    });
+    try {
+      assertUnavailable(await timed(fetch(`${server.url}/register`, json({ username: 'closed-port', password: GOOD_PASSWORD }))), 'register');
+      const ready = await fetch(`${server.url}/readyz`);
+      assert.equal(ready.status, 503);
+      assert.match(((await ready.json()) as Problem).detail, /ECONNREFUSED/);
+      assert.doesNotMatch(server.logs.text, /unhandled error/);
+    } finally {
+      await server.shutdown('test over');
+      dir.remove();
+    }
   });
 });
 
