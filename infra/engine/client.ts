@@ -7,7 +7,7 @@
  * and it cannot ask for `fieldValidation=Strict`. The engine sends objects verbatim instead, over
  * one keep-alive connection, and counts its API calls (a no-op deploy reports how many it made).
  */
-import { Agent as HttpAgent, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
+import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest, type RequestOptions } from 'node:https';
 import { existsSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
@@ -196,44 +196,58 @@ export class KubeClient implements KubeApi {
     return { headers: { ...(auth.headers as Record<string, string>) }, ...(auth.auth ? { auth: auth.auth } : {}), ...pickTls(this.tlsOptions) };
   }
 
-  async request<T = any>(method: string, path: string, options: ApiRequestOptions = {}): Promise<T> {
-    const url = new URL(this.server + path);
-    for (const [k, v] of Object.entries(options.query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v));
+  /**
+   * Sends one HTTP request with this client's credentials and TLS settings and resolves with the
+   * response, its body unread. Counts the call; a connection failure is a KubeConnectionError.
+   */
+  private async send(
+    method: string,
+    url: URL,
+    init: { headers: Record<string, string>; agent: HttpAgent; body?: string; timeoutMs?: number; signal?: AbortSignal; counters?: Array<{ calls: number }> },
+  ): Promise<IncomingMessage> {
     const auth = await this.authOptions();
-    const body = options.body === undefined ? undefined : JSON.stringify(options.body);
-    const headers: Record<string, string> = {
-      ...(auth.headers as Record<string, string>),
-      accept: options.text ? '*/*' : 'application/json',
-      ...(body !== undefined ? { 'content-type': options.contentType ?? 'application/json', 'content-length': String(Buffer.byteLength(body)) } : {}),
-    };
     this.calls++;
-    for (const counter of options.counters ?? []) counter.calls++;
-    options.signal?.throwIfAborted();
+    for (const counter of init.counters ?? []) counter.calls++;
+    init.signal?.throwIfAborted();
     const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
-    const timeoutMs = options.timeoutMs ?? this.requestTimeoutMs;
-    const { status, text } = await new Promise<{ status: number; text: string; headers: IncomingHttpHeaders }>((resolve, reject) => {
+    return new Promise<IncomingMessage>((resolve, reject) => {
       const req = send(
         url,
         {
           method,
-          headers,
-          agent: this.agent,
+          headers: { ...(auth.headers as Record<string, string>), ...init.headers },
+          agent: init.agent,
           ...(auth.auth ? { auth: auth.auth } : {}),
           ...pickTls(this.tlsOptions),
-          ...(options.signal ? { signal: options.signal } : {}),
+          ...(init.signal ? { signal: init.signal } : {}),
         },
-        (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8'), headers: res.headers }));
-          res.on('error', reject);
-        },
+        resolve,
       );
-      req.setTimeout(timeoutMs, () => req.destroy(Object.assign(new Error(`timed out after ${timeoutMs} ms`), { code: 'ETIMEDOUT' })));
+      const timeoutMs = init.timeoutMs;
+      if (timeoutMs !== undefined) req.setTimeout(timeoutMs, () => req.destroy(Object.assign(new Error(`timed out after ${timeoutMs} ms`), { code: 'ETIMEDOUT' })));
       req.on('error', (err) => reject(err.name === 'AbortError' ? err : new KubeConnectionError(this.server, err)));
-      if (body !== undefined) req.write(body);
+      if (init.body !== undefined) req.write(init.body);
       req.end();
     });
+  }
+
+  async request<T = any>(method: string, path: string, options: ApiRequestOptions = {}): Promise<T> {
+    const url = new URL(this.server + path);
+    for (const [k, v] of Object.entries(options.query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v));
+    const body = options.body === undefined ? undefined : JSON.stringify(options.body);
+    const res = await this.send(method, url, {
+      headers: {
+        accept: options.text ? '*/*' : 'application/json',
+        ...(body !== undefined ? { 'content-type': options.contentType ?? 'application/json', 'content-length': String(Buffer.byteLength(body)) } : {}),
+      },
+      agent: this.agent,
+      timeoutMs: options.timeoutMs ?? this.requestTimeoutMs,
+      ...(body !== undefined ? { body } : {}),
+      ...(options.signal ? { signal: options.signal } : {}),
+      ...(options.counters ? { counters: options.counters } : {}),
+    });
+    const status = res.statusCode ?? 0;
+    const text = await readBody(res);
     if (status >= 200 && status < 300) {
       if (options.text) return text as T;
       return (text ? JSON.parse(text) : undefined) as T;
@@ -368,35 +382,13 @@ export class KubeClient implements KubeApi {
       fieldSelector: options.fieldSelector,
     };
     for (const [k, v] of Object.entries(query)) if (v !== undefined) url.searchParams.set(k, v);
-    const auth = await this.authOptions();
-    this.calls++;
-    options.signal?.throwIfAborted();
-    const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
-    const res = await new Promise<IncomingMessage>((resolve, reject) => {
-      const req = send(
-        url,
-        {
-          method: 'GET',
-          headers: {
-            ...(auth.headers as Record<string, string>),
-            // Metadata only (PartialObjectMetadata): what a watch of owned objects needs, a fraction of the bytes.
-            accept: options.metadataOnly ? 'application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1' : 'application/json',
-          },
-          agent: this.watchAgent,
-          ...(auth.auth ? { auth: auth.auth } : {}),
-          ...pickTls(this.tlsOptions),
-          ...(options.signal ? { signal: options.signal } : {}),
-        },
-        resolve,
-      );
-      req.on('error', (err) => reject(err.name === 'AbortError' ? err : new KubeConnectionError(this.server, err)));
-      req.end();
+    const res = await this.send('GET', url, {
+      // Metadata only (PartialObjectMetadata): what a watch of owned objects needs, a fraction of the bytes.
+      headers: { accept: options.metadataOnly ? 'application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1' : 'application/json' },
+      agent: this.watchAgent,
+      ...(options.signal ? { signal: options.signal } : {}),
     });
-    if (res.statusCode !== 200) {
-      const chunks: Buffer[] = [];
-      for await (const c of res) chunks.push(c as Buffer);
-      throw decodeError(res.statusCode ?? 0, Buffer.concat(chunks).toString('utf8'), 'GET', path);
-    }
+    if (res.statusCode !== 200) throw decodeError(res.statusCode ?? 0, await readBody(res), 'GET', path);
     let buffered = '';
     try {
       for await (const chunk of res) {
@@ -566,6 +558,16 @@ export function loadKubeConfig(options: Pick<ClientOptions, 'kubeconfig' | 'cont
     kc.setCurrentContext(options.context);
   }
   return kc;
+}
+
+/** A response's whole body as text. */
+function readBody(res: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    res.on('data', (c: Buffer) => chunks.push(c));
+    res.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    res.on('error', reject);
+  });
 }
 
 function pickTls(o: RequestOptions): Record<string, unknown> {

@@ -69,8 +69,8 @@ export async function deploy(client: KubeApi, input: KubeObject[], target: Targe
     };
   };
 
+  const { onEvent: _ignored, timeoutMs: _t, pollMs: _p, ...reconcileOptions } = options;
   while (true) {
-    const { onEvent: _ignored, timeoutMs: _t, pollMs: _p, ...reconcileOptions } = options;
     const r = await reconcileOnce(api, input, target, { ...reconcileOptions, onEvent: emit }, memo);
     reconciles++;
     for (const [k, v] of Object.entries(r.timingsMs)) if (k !== 'total') timings[k] = (timings[k] ?? 0) + v;

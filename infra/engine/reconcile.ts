@@ -613,6 +613,17 @@ export async function reconcileOnce(client: KubeApi, input: KubeObject[], target
     };
   };
   const requeue = () => (Date.now() - memo!.startedAt < FAST_WINDOW_MS ? FAST_REQUEUE_MS : SLOW_REQUEUE_MS);
+  /** The parent lists old and new kinds while the run applies, so an interrupted run still finds everything. */
+  const recordSuperset = async () => {
+    const m = memo!;
+    if (sameParent(m.parentInCluster, m.superset)) return;
+    const current = m.parentInCluster;
+    m.parentInCluster = await writeParent(api, target.set, manager, {
+      ...m.superset,
+      revision: current?.revision ?? m.parent.revision,
+      ...(current?.resourceVersion ? { resourceVersion: current.resourceVersion } : {}),
+    });
+  };
 
   try {
     memo ??= await startRun(api, input, target, options, emit, digest, timings);
@@ -625,9 +636,7 @@ export async function reconcileOnce(client: KubeApi, input: KubeObject[], target
       if (!memo.groupApplied) {
         // The parent lives in a namespace, so it is written once the namespaces phase is through;
         // as a superset of old and new kinds, so an interrupted run can still find everything.
-        if (group.phase !== 'namespaces' && !sameParent(memo.parentInCluster, memo.superset)) {
-          memo.parentInCluster = await writeParent(api, target.set, manager, { ...memo.superset, revision: memo.parentInCluster?.revision ?? memo.parent.revision, ...(memo.parentInCluster?.resourceVersion ? { resourceVersion: memo.parentInCluster.resourceVersion } : {}) });
-        }
+        if (group.phase !== 'namespaces') await recordSuperset();
         await applyGroup(api, group.objects, memo, manager, options.forceConflicts, emit);
         for (const o of group.objects) if (memo.changes[refKey(refOf(o))] === 'unchanged') emit({ type: 'apply', ref: refOf(o), action: 'unchanged' });
         memo.groupApplied = true;
@@ -644,9 +653,7 @@ export async function reconcileOnce(client: KubeApi, input: KubeObject[], target
       }
       if (group.phase === 'definitions') for (const crd of group.objects) for (const v of crd.spec?.versions ?? []) api.forgetDiscovery(`${crd.spec.group}/${v.name}`);
     }
-    if (!sameParent(memo.parentInCluster, memo.superset)) {
-      memo.parentInCluster = await writeParent(api, target.set, manager, { ...memo.superset, revision: memo.parentInCluster?.revision ?? memo.parent.revision, ...(memo.parentInCluster?.resourceVersion ? { resourceVersion: memo.parentInCluster.resourceVersion } : {}) });
-    }
+    await recordSuperset();
     timings.apply = Math.round(performance.now() - ta);
     if (!memo.appliedReported) {
       const changedCount = Object.values(memo.changes).filter((c) => c !== 'unchanged').length;

@@ -7,7 +7,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { KubeApiError, KubeClient } from '../../infra/engine/client.js';
 import type { KubeObject } from '../../infra/engine/types.js';
-import { API_VERSION, CRD_NAME, KIND, registrationServiceCrd } from '../../infra/operator/crd.js';
+import { installCrd } from '../../infra/operator/command.js';
+import { API_VERSION, CRD_NAME, KIND } from '../../infra/operator/crd.js';
 import { parseSpec, SpecError } from '../../infra/spec.js';
 import { binariesPresent, startApiServer, type TestApiServer } from './apiserver.js';
 
@@ -23,16 +24,8 @@ describe('RegistrationService CRD on a real API server', { skip, timeout: 120_00
   before(async () => {
     server = await startApiServer();
     client = await KubeClient.create({ kubeconfig: server.kubeconfig });
-    await client.apply(registrationServiceCrd(), { fieldManager: 'test' });
+    await installCrd(client, () => {});
     await client.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'crd-test' } }, { fieldManager: 'test' });
-    const deadline = Date.now() + 30_000;
-    for (;;) {
-      const crd = await client.get({ apiVersion: 'apiextensions.k8s.io/v1', kind: 'CustomResourceDefinition', name: CRD_NAME });
-      const established = (crd?.status?.conditions ?? []).some((c: { type: string; status: string }) => c.type === 'Established' && c.status === 'True');
-      if (established) break;
-      assert.ok(Date.now() < deadline, `CRD not established: ${JSON.stringify(crd?.status)}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
   });
   after(async () => {
     client?.close();

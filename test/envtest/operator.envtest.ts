@@ -11,26 +11,12 @@ import { KubeClient } from '../../infra/engine/client.js';
 import { applySetId } from '../../infra/engine/inventory.js';
 import type { KubeObject } from '../../infra/engine/types.js';
 import { FINALIZER, RegistrationServiceController, REQUESTED_AT_ANNOTATION } from '../../infra/operator/controller.js';
-import { API_VERSION, CRD_NAME, KIND, registrationServiceCrd } from '../../infra/operator/crd.js';
-import { binariesPresent, startApiServer, type TestApiServer } from './apiserver.js';
+import { installCrd } from '../../infra/operator/command.js';
+import { API_VERSION, KIND } from '../../infra/operator/crd.js';
+import { binariesPresent, eventually, startApiServer, type TestApiServer } from './apiserver.js';
 
 const skip = binariesPresent() || process.env.CI ? false : 'no kube-apiserver/etcd build (run npm run cluster:up once)';
 const NS = 'ops';
-
-async function eventually<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 describe('RegistrationService controller on a real API server', { skip, timeout: 180_000 }, () => {
   let server: TestApiServer;
@@ -44,11 +30,7 @@ describe('RegistrationService controller on a real API server', { skip, timeout:
   before(async () => {
     server = await startApiServer();
     client = await KubeClient.create({ kubeconfig: server.kubeconfig });
-    await client.apply(registrationServiceCrd(), { fieldManager: 'test' });
-    await eventually('the CRD to be established', async () => {
-      const crd = await client.get({ apiVersion: 'apiextensions.k8s.io/v1', kind: 'CustomResourceDefinition', name: CRD_NAME });
-      return (crd?.status?.conditions ?? []).some((c: { type: string; status: string }) => c.type === 'Established' && c.status === 'True');
-    });
+    await installCrd(client, () => {});
     await client.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS } }, { fieldManager: 'test' });
     controller = new RegistrationServiceController(client, { namespace: NS, ...(process.env.KREG_TEST_LOG ? { log: (e) => console.log(JSON.stringify(e)) } : {}) });
     await eventually('the controller to start', async () => {

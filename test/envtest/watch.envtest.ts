@@ -13,19 +13,12 @@ import { after, before, describe, it } from 'node:test';
 import { KubeClient } from '../../infra/engine/client.js';
 import type { KubeObject } from '../../infra/engine/types.js';
 import { RegistrationServiceController } from '../../infra/operator/controller.js';
-import { API_VERSION, CRD_NAME, KIND, registrationServiceCrd } from '../../infra/operator/crd.js';
+import { installCrd } from '../../infra/operator/command.js';
+import { API_VERSION, KIND } from '../../infra/operator/crd.js';
 import { Informer } from '../../infra/operator/informer.js';
-import { binariesPresent, kubeconfigFor, startApiServer, type TestApiServer } from './apiserver.js';
+import { binariesPresent, eventually, kubeconfigFor, startApiServer, type TestApiServer } from './apiserver.js';
 
 const skip = binariesPresent() || process.env.CI ? false : 'no kube-apiserver/etcd build (run npm run cluster:up once)';
-
-async function eventually(what: string, fn: () => boolean | Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await fn())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 /** A TCP proxy to the API server that can stop forwarding bytes while keeping every connection open. */
 async function silentProxy(port: number): Promise<{ port: number; silence(on: boolean): void; close(): Promise<void> }> {
@@ -81,10 +74,10 @@ describe('watches that recover by themselves', { skip, timeout: 180_000 }, () =>
     try {
       await informer.synced;
       await client.apply(cm('before'), { fieldManager: 'test' });
-      await eventually('before', () => seen.has('added before'));
+      await eventually('before', () => seen.has('added before'), 20_000);
       await server.restartApiServer();
       await client.apply(cm('after'), { fieldManager: 'test' });
-      await eventually('after (the watch is back)', () => seen.has('added after'));
+      await eventually('after (the watch is back)', () => seen.has('added after'), 20_000);
       const health = informer.health();
       const recoveries = Object.values(health.reconnects).reduce((a, b) => a + b, 0) + Object.values(health.relists).reduce((a, b) => a + b, 0);
       assert.ok(recoveries >= 1, `no reconnect or relist recorded: ${JSON.stringify(health)}`);
@@ -114,7 +107,7 @@ describe('watches that recover by themselves', { skip, timeout: 180_000 }, () =>
       await client.apply(cm('while-silent'), { fieldManager: 'test' });
       await new Promise((r) => setTimeout(r, 2500)); // past the watchdog
       proxy.silence(false);
-      await eventually('while-silent (after the watchdog replaced the watch)', () => seen.has('added while-silent'));
+      await eventually('while-silent (after the watchdog replaced the watch)', () => seen.has('added while-silent'), 20_000);
       assert.ok((informer.health().reconnects.inactive ?? 0) >= 1, JSON.stringify(informer.health()));
     } finally {
       await informer.stop();
@@ -124,12 +117,7 @@ describe('watches that recover by themselves', { skip, timeout: 180_000 }, () =>
   });
 
   it('the controller keeps reconciling across an apiserver restart: a later spec change is applied', async () => {
-    await client.apply(registrationServiceCrd(), { fieldManager: 'test' });
-    await eventually('the CRD', async () => {
-      const crd = await client.get({ apiVersion: 'apiextensions.k8s.io/v1', kind: 'CustomResourceDefinition', name: CRD_NAME });
-      return (crd?.status?.conditions ?? []).some((c: { type: string; status: string }) => c.type === 'Established' && c.status === 'True');
-    });
-    client.forgetDiscovery(API_VERSION);
+    await installCrd(client, () => {});
     const controller = new RegistrationServiceController(client, { namespace: 'w' });
     await eventually('the controller to start', async () => {
       try {
@@ -138,13 +126,13 @@ describe('watches that recover by themselves', { skip, timeout: 180_000 }, () =>
       } catch {
         return false;
       }
-    });
+    }, 20_000);
     try {
       const apply = (image: string) =>
         client.apply({ apiVersion: API_VERSION, kind: KIND, metadata: { name: 'svc', namespace: 'w' }, spec: { image } }, { fieldManager: 'user' });
       const image = async () => (await client.get({ apiVersion: 'apps/v1', kind: 'Deployment', namespace: 'w', name: 'svc' }).catch(() => undefined))?.spec.template.spec.containers[0].image;
       await apply('kreg/registration:1');
-      await eventually('the first Deployment', async () => (await image()) === 'kreg/registration:1');
+      await eventually('the first Deployment', async () => (await image()) === 'kreg/registration:1', 20_000);
       await server.restartApiServer();
       await apply('kreg/registration:2');
       await eventually('the change after the restart', async () => (await image()) === 'kreg/registration:2', 30_000);

@@ -91,6 +91,12 @@ export async function migrateDatabase(handle: DatabaseHandle): Promise<void> {
 }
 
 /**
+ * A write that changes nothing: an UPDATE takes the write lock (and a read-only token is refused)
+ * even when it matches no row, so it succeeds only when a registration could.
+ */
+const WRITE_PROBE_SQL = 'UPDATE users SET id = id WHERE 0';
+
+/**
  * Readiness of the database for this process. Normally a cheap round trip (`SELECT 1`). While the
  * guard has seen writes fail, a write that changes nothing instead: an UPDATE takes the write lock
  * even when it matches no row, so it succeeds only when a registration could. That keeps a pod
@@ -99,7 +105,7 @@ export async function migrateDatabase(handle: DatabaseHandle): Promise<void> {
 export async function checkDatabase(handle: DatabaseHandle, guard: DatabaseGuard): Promise<void> {
   const writesFailing = guard.writeFailure !== undefined;
   try {
-    if (writesFailing) await guard.write('write probe', () => handle.client.execute('UPDATE users SET id = id WHERE 0'));
+    if (writesFailing) await guard.write('write probe', () => handle.client.execute(WRITE_PROBE_SQL));
     else await guard.read('ping', () => handle.client.execute('SELECT 1'));
   } catch (err) {
     if (err instanceof DatabaseRefusedError) throw new Error(`database refused the request: ${err.reason}`, { cause: err });
@@ -126,7 +132,7 @@ export async function verifyRemoteAccess(
   let delay = 250;
   for (;;) {
     try {
-      await guard.write('start-up check', () => handle.client.execute('UPDATE users SET id = id WHERE 0'));
+      await guard.write('start-up check', () => handle.client.execute(WRITE_PROBE_SQL));
       return { reachable: true };
     } catch (err) {
       if (err instanceof DatabaseRefusedError) throw new ConfigError(ENV.databaseAuthToken, `is refused by the database: ${err.reason}`);

@@ -54,13 +54,22 @@ const TRANSIENT_CODES = new Set([
   'SQLITE_BUSY',
 ]);
 
+/** `err` and its causes, outermost first (drizzle wraps the driver's error, which wraps the transport's). */
+export function* causeChain(err: unknown, max = 6): Generator<Record<string, unknown>> {
+  let e: unknown = err;
+  for (let depth = 0; e && typeof e === 'object' && depth < max; depth++) {
+    yield e as Record<string, unknown>;
+    e = (e as { cause?: unknown }).cause;
+  }
+}
+
 /** Codes with which SQLite (or a server relaying it) refuses a write for good. */
 const REFUSAL_CODES = new Set(['SQLITE_READONLY', 'SQLITE_AUTH', 'SQLITE_PERM']);
 
 /** Why the database refused `err`'s request for good (credentials, permissions), or undefined. */
 function refusalReason(err: unknown): string | undefined {
-  for (let e: unknown = err, depth = 0; e && typeof e === 'object' && depth < 6; e = (e as { cause?: unknown }).cause, depth++) {
-    const { code, extendedCode, status } = e as { code?: unknown; extendedCode?: unknown; status?: unknown };
+  for (const e of causeChain(err)) {
+    const { code, extendedCode, status } = e;
     if (status === 401) return 'the server refused the credentials (HTTP 401): check DATABASE_AUTH_TOKEN';
     if (status === 403) return 'the token is not allowed to do this (HTTP 403): check DATABASE_AUTH_TOKEN';
     for (const c of [code, extendedCode]) {
@@ -74,9 +83,9 @@ function refusalReason(err: unknown): string | undefined {
 
 /** The reason to report when `err` means the database is unreachable or too slow; else undefined. */
 function transientReason(err: unknown): string | undefined {
-  for (let e: unknown = err, depth = 0; e && typeof e === 'object' && depth < 6; e = (e as { cause?: unknown }).cause, depth++) {
+  for (const e of causeChain(err)) {
     if (e instanceof DeadlineExceededError) return e.message;
-    const { code, name, message, status } = e as { code?: unknown; name?: unknown; message?: unknown; status?: unknown };
+    const { code, name, message, status } = e;
     if (typeof code === 'string' && TRANSIENT_CODES.has(code)) return typeof message === 'string' && message ? `${code}: ${message}` : code;
     // A server that is up but failing (5xx, 429): the same request may succeed in a moment.
     if (typeof status === 'number' && (status >= 500 || status === 429)) return `the server answered HTTP ${status}`;

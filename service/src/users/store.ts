@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { and, eq } from 'drizzle-orm';
 import type { Database } from '../db/client.js';
-import type { DatabaseGuard } from '../db/guard.js';
+import { causeChain, type DatabaseGuard } from '../db/guard.js';
 import { users, type UserRow } from '../db/schema.js';
 
 export interface PublicUser {
@@ -25,8 +25,7 @@ const UNIQUE_CODES = new Set(['SQLITE_CONSTRAINT_UNIQUE', 'SQLITE_CONSTRAINT_PRI
  * or send only the primary code with SQLite's message.
  */
 function isUniqueViolation(err: unknown): boolean {
-  for (let e: unknown = err; e && typeof e === 'object'; e = (e as { cause?: unknown }).cause) {
-    const { code, extendedCode, message } = e as { code?: unknown; extendedCode?: unknown; message?: unknown };
+  for (const { code, extendedCode, message } of causeChain(err)) {
     if (UNIQUE_CODES.has(String(extendedCode)) || UNIQUE_CODES.has(String(code))) return true;
     if (code === 'SQLITE_CONSTRAINT' && typeof message === 'string' && /UNIQUE constraint failed/i.test(message)) {
       return true;
