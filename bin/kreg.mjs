@@ -1,14 +1,54 @@
 #!/usr/bin/env node
-// The `kreg` bin: registers tsx's loader, then runs the TypeScript CLI (no build step needed).
-//
-// @kubernetes/client-node is a thousand plain JS modules; loaded through tsx's hooks it takes about
-// twice as long as through Node's own loader. Commands that talk to a cluster load it first,
-// before the hooks are registered, which keeps a no-op `kreg deploy` well under a second.
-const command = process.argv[2];
-if (command && !['synth', 'help', '-h', '--help'].includes(command) && !process.argv.includes('--help') && !process.argv.includes('-h')) {
-  await import('@kubernetes/client-node');
+// The `kreg` bin. It runs the bundle in build/cli/ (infra/scripts/build-cli.mjs), which starts in
+// a fraction of the time TypeScript through a loader takes. In a checkout where a source file is
+// newer than the bundle (or there is no bundle yet), it runs the TypeScript through tsx instead, so
+// an edit is never hidden behind a stale build; `npm run build:cli` makes it fast again. An
+// installed package has no sources beside it and always runs the bundle.
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const bundle = join(root, 'build/cli/cli.js');
+
+/** Why the bundle cannot be used, or undefined when it can. */
+function staleReason() {
+  let built;
+  try {
+    built = statSync(bundle).mtimeMs;
+  } catch {
+    return 'there is no build/cli yet';
+  }
+  let inputs;
+  try {
+    inputs = JSON.parse(readFileSync(join(root, 'build/cli/inputs.json'), 'utf8'));
+  } catch {
+    return 'build/cli/inputs.json is missing';
+  }
+  for (const file of inputs) {
+    let changed;
+    try {
+      changed = statSync(join(root, file)).mtimeMs;
+    } catch {
+      continue; // an installed package ships no sources
+    }
+    if (changed > built) return `${file} changed after the build`;
+  }
+  return undefined;
 }
-const { register } = await import('tsx/esm/api');
-register();
-const { run } = await import('../infra/cli.ts');
+
+const stale = staleReason();
+let run;
+if (!stale) {
+  ({ run } = await import(pathToFileURL(bundle).href));
+} else {
+  if (!existsSync(join(root, 'infra/cli.ts'))) {
+    process.stderr.write(`kreg: this installation is incomplete (${stale}); reinstall the package\n`);
+    process.exit(2);
+  }
+  if (process.stderr.isTTY) process.stderr.write(`kreg: running from source (${stale}; npm run build:cli makes start-up fast)\n`);
+  const { register } = await import('tsx/esm/api');
+  register();
+  ({ run } = await import(pathToFileURL(join(root, 'infra/cli.ts')).href));
+}
 process.exitCode = await run(process.argv.slice(2));

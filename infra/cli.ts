@@ -5,11 +5,13 @@
  */
 import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
-import { buildApp, ENVIRONMENTS, environmentSpec, synthToDisk, type BuildAppOptions } from './main.js';
-import { parseSpec, SpecError } from './spec.js';
-import { adviceFor, EXIT, exitCodeOf, LineRenderer, renderDiff, renderStatus } from './cli/render.js';
-import { chooseRevision, deploy, destroy, diff, KubeClient, rollback, status, toEngineError, type DeployReport, type EngineEvent, type EngineFailure, type KubeObject, type Target } from './engine/index.js';
-import { verifyRegistration } from './verify.js';
+import { EXIT } from './cli/render.js';
+
+/**
+ * The named environments (infra/spec.ts NAMED_SPECS), spelled here so that parsing arguments and
+ * printing help load no schema library; a test keeps the two lists equal.
+ */
+export const ENVIRONMENT_NAMES = ['dev', 'prod'] as const;
 
 const COMMANDS = ['synth', 'diff', 'deploy', 'status', 'rollback', 'destroy', 'verify'] as const;
 type Command = (typeof COMMANDS)[number];
@@ -27,7 +29,7 @@ const EXIT_CODES = `Exit codes:
   8  the Kubernetes API is unreachable or refused the credentials`;
 
 const COMMON = `Common options:
-  -e, --env <name>        environment: ${Object.keys(ENVIRONMENTS).join(', ')} (default: $KREG_ENV or dev)
+  -e, --env <name>        environment: ${ENVIRONMENT_NAMES.join(', ')} (default: $KREG_ENV or dev)
       --kubeconfig <path> kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then in-cluster)
       --context <name>    kubeconfig context (default: the current context)
   -o, --output <format>   text (default; live lines, coloured on a TTY) or json (one report on stdout)
@@ -117,7 +119,7 @@ ${COMMON}
 ${EXIT_CODES}`,
 };
 
-interface Cli {
+export interface Cli {
   command: Command;
   env: string;
   image?: string;
@@ -174,7 +176,7 @@ export function parseCli(argv: string[], environ: NodeJS.ProcessEnv = process.en
   }
   if (values.help) return { help: HELP[command] };
   const env = (values.env as string | undefined) ?? environ.KREG_ENV ?? 'dev';
-  if (!(env in ENVIRONMENTS)) throw new UsageError(`unknown environment "${env}"; expected one of: ${Object.keys(ENVIRONMENTS).join(', ')}`);
+  if (!(ENVIRONMENT_NAMES as readonly string[]).includes(env)) throw new UsageError(`unknown environment "${env}"; expected one of: ${ENVIRONMENT_NAMES.join(', ')}`);
   const output = (values.output as string | undefined) ?? 'text';
   if (output !== 'text' && output !== 'json') throw new UsageError(`--output must be text or json (got "${output}")`);
   let to: number | undefined;
@@ -200,17 +202,6 @@ export function parseCli(argv: string[], environ: NodeJS.ProcessEnv = process.en
   };
 }
 
-/** The registration app's objects for an environment, built in-process. */
-export function desiredObjects(options: BuildAppOptions): KubeObject[] {
-  return buildApp(options).charts.flatMap((c) => c.toJson() as KubeObject[]);
-}
-
-/** Where kreg records what it owns for an environment: Secret `kreg-<env>` in the env's namespace. */
-export function targetFor(env: string): Target {
-  const namespace = ENVIRONMENTS[env as keyof typeof ENVIRONMENTS].namespace;
-  return { set: { name: `kreg-${env}`, namespace } };
-}
-
 export interface Io {
   stdout: NodeJS.WritableStream & { isTTY?: boolean };
   stderr: NodeJS.WritableStream & { isTTY?: boolean };
@@ -233,134 +224,8 @@ export async function run(argv: string[], io: Io = { stdout: process.stdout, std
     io.stderr.write(`kreg: ${(err as Error).message}\n`);
     return EXIT.usage;
   }
-
-  // The spec is checked before anything else (no kubeconfig, no cluster): a bad one is a usage
-  // error, listed field by field.
-  if (cli.command === 'synth' || cli.command === 'diff' || cli.command === 'deploy') {
-    try {
-      parseSpec(environmentSpec({ env: cli.env, ...(cli.image ? { image: cli.image } : {}) }).spec, `spec of environment "${cli.env}"`);
-    } catch (err) {
-      if (!(err instanceof SpecError)) throw err;
-      io.stderr.write(`kreg ${cli.command}: ${err.subject} is invalid:\n`);
-      for (const issue of err.issues) io.stderr.write(`  ${issue.path || '(root)'}: ${issue.message}\n`);
-      return EXIT.usage;
-    }
-  }
-
-  if (cli.command === 'synth') {
-    try {
-      const { files } = synthToDisk({ env: cli.env, ...(cli.image ? { image: cli.image } : {}), ...(cli.outdir ? { outdir: cli.outdir } : {}) });
-      for (const f of files) io.stdout.write(`${f}\n`);
-      return EXIT.ok;
-    } catch (err) {
-      io.stderr.write(`kreg synth: ${(err as Error).message}\n`);
-      return EXIT.invalid;
-    }
-  }
-
-  // Live lines go to stderr with --output json, so stdout holds nothing but the report.
-  const live = cli.json ? io.stderr : io.stdout;
-  const renderer = new LineRenderer(live, Boolean(live.isTTY) && !environ.NO_COLOR);
-  const onEvent = cli.json ? (_: EngineEvent) => {} : renderer.onEvent;
-  const say = (line: string) => {
-    if (!cli.json) renderer.line(line, true);
-  };
-  let client: KubeClient;
-  try {
-    const kubeconfig = cli.kubeconfig ?? environ.KUBECONFIG;
-    client = await KubeClient.create({ ...(kubeconfig ? { kubeconfig } : {}), ...(cli.context ? { context: cli.context } : {}) });
-  } catch (err) {
-    io.stderr.write(`kreg ${cli.command}: cannot load the kubeconfig: ${(err as Error).message}\n`);
-    return EXIT.usage;
-  }
-  const emit = (value: unknown) => io.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
-  const target = targetFor(cli.env);
-  try {
-    switch (cli.command) {
-      case 'diff': {
-        const objects = desiredObjects({ env: cli.env, ...(cli.image ? { image: cli.image } : {}) });
-        const report = await diff(client, objects, target, { prune: cli.prune, forceConflicts: cli.forceConflicts });
-        const code = report.failure ? exitCodeOf(report.failure) : report.changes ? EXIT.changes : EXIT.ok;
-        if (cli.json) emit({ ...report, exitCode: code });
-        else if (report.failure) printFailure(io, cli.command, report.failure);
-        else io.stdout.write(renderDiff(report, Boolean(io.stdout.isTTY) && !environ.NO_COLOR));
-        return code;
-      }
-      case 'deploy':
-      case 'rollback': {
-        const t0 = performance.now();
-        const objects = cli.command === 'deploy' ? desiredObjects({ env: cli.env, ...(cli.image ? { image: cli.image } : {}) }) : [];
-        const synthMs = Math.round(performance.now() - t0);
-        if (cli.command === 'deploy') say(`synth: ${objects.length} objects for ${cli.env} in-process (${synthMs} ms) → context ${client.contextName} (${client.server})`);
-        const options = {
-          timeoutMs: cli.timeoutMs,
-          wait: cli.wait,
-          prune: cli.prune,
-          forceConflicts: cli.forceConflicts,
-          description: `${cli.command} ${cli.env}${cli.image ? ` (image ${cli.image})` : ''}`,
-          onEvent,
-        };
-        let report: DeployReport & { rolledBackTo?: number };
-        if (cli.command === 'deploy') report = await deploy(client, objects, target, options);
-        else {
-          const revision = await chooseRevision(client, target.set, cli.to);
-          say(`rollback: re-applying revision ${revision.number} (${revision.description || 'no description'}, ${revision.deployedAt})`);
-          report = await rollback(client, target, revision, options);
-        }
-        report.timingsMs.synth = synthMs;
-        const code = exitCodeOf(report.failure);
-        if (cli.json) emit({ ...report, exitCode: code });
-        else if (report.ok) {
-          say(
-            report.changed
-              ? `deployed ${cli.env}: revision ${report.revision}${report.pruned.length ? `, pruned ${report.pruned.length}` : ''} (${report.timingsMs.total} ms, ${report.apiCalls} API calls)`
-              : `no changes: ${cli.env} is at revision ${report.revision} and ready (${report.timingsMs.total} ms, ${report.apiCalls} API calls)`,
-          );
-        }
-        return code;
-      }
-      case 'status': {
-        const s = await status(client, target.set);
-        if (cli.json) emit(s);
-        else if (!s.deployed) io.stdout.write(`nothing deployed: no ApplySet ${target.set.namespace}/${target.set.name} in context ${client.contextName}\n`);
-        else io.stdout.write(renderStatus(cli.env, s));
-        return !s.deployed ? EXIT.usage : s.ready ? EXIT.ok : EXIT.failed;
-      }
-      case 'destroy': {
-        const report = await destroy(client, target, { includeKept: cli.includeKept, wait: cli.wait, timeoutMs: cli.timeoutMs, onEvent });
-        if (cli.json) emit(report);
-        else if (report.absent) say(`nothing to destroy: no ApplySet ${target.set.namespace}/${target.set.name}`);
-        else say(`destroyed ${cli.env}: ${report.deleted.length} deleted, ${report.kept.length} kept`);
-        return report.ok ? EXIT.ok : EXIT.timeout;
-      }
-      case 'verify': {
-        const ns = target.set.namespace;
-        const report = await verifyRegistration(client, {
-          namespace: ns,
-          timeoutMs: cli.timeoutMs,
-          ...(cli.json ? {} : { log: say }),
-        });
-        if (cli.json) emit(report);
-        else {
-          live.write(`${report.ok ? 'verified' : 'verify FAILED'}: ${report.target} (${report.tunnel.connections} connections, ${report.tunnel.rerouted} re-routed)\n`);
-        }
-        return report.ok ? EXIT.ok : EXIT.verify;
-      }
-    }
-  } catch (err) {
-    const failure = toEngineError(err).toFailure();
-    if (cli.json) emit({ ok: false, exitCode: exitCodeOf(failure), failure });
-    else printFailure(io, cli.command, failure);
-    return exitCodeOf(failure);
-  } finally {
-    client.close();
-  }
-  return EXIT.ok;
-}
-
-function printFailure(io: Io, command: string, failure: EngineFailure): void {
-  io.stderr.write(`kreg ${command}: ${failure.message}${adviceFor(failure) ? `; ${adviceFor(failure)}` : ''}\n`);
-  for (const d of failure.details ?? []) io.stderr.write(`  ${d}\n`);
+  const { execute } = await import('./cli/commands.js');
+  return execute(cli, io, environ);
 }
 
 const isMain = process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href;

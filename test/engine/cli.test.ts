@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { describe, it } from 'node:test';
-import { parseCli, parseDuration, run } from '../../infra/cli.js';
+import { ENVIRONMENT_NAMES, parseCli, parseDuration, run } from '../../infra/cli.js';
+import { SPEC_NAMES } from '../../infra/spec.js';
 import { EXIT } from '../../infra/cli/render.js';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
@@ -19,6 +20,10 @@ async function kreg(args: string[], environ: NodeJS.ProcessEnv = {}) {
 }
 
 describe('kreg CLI', () => {
+  it('knows the same environments as the spec (spelled twice so --help loads no schema library)', () => {
+    assert.deepEqual([...ENVIRONMENT_NAMES], SPEC_NAMES);
+  });
+
   it('prints help with the exit codes, per command too', async () => {
     const main = await kreg(['--help']);
     assert.equal(main.code, EXIT.ok);
