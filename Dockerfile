@@ -41,7 +41,30 @@ RUN npm run build && mkdir -p /rootfs-data
 FROM deps AS prod-deps
 RUN npm prune --omit=dev --no-audit --no-fund
 
+# --- the kreg CLI bundle (infra/scripts/build-cli.mjs): one directory, its dependencies inside ---
+FROM deps AS cli-build
+COPY package.json tsconfig.json ./
+COPY service/src ./service/src
+COPY charts ./charts
+COPY infra ./infra
+RUN node infra/scripts/build-cli.mjs --quiet
+
+# --- the operator: node + the CLI bundle, nothing else (docker build --target operator) ---------
+# `kreg operator install` deploys it; it runs `kreg operator run` as a numeric non-root user on a
+# read-only root filesystem and talks to the API server with its ServiceAccount.
+FROM ${BASE_IMAGE} AS operator
+ENV NODE_ENV=production
+WORKDIR /app
+COPY --from=cli-build /app/build/cli ./build/cli
+COPY bin/kreg.mjs ./bin/kreg.mjs
+COPY package.json ./
+USER 10001:10001
+EXPOSE 8081
+ENTRYPOINT ["node", "bin/kreg.mjs", "operator", "run"]
+CMD ["--listen", "0.0.0.0:8081", "--no-install-crd"]
+
 # --- runtime: node + build/ + production node_modules, as a numeric non-root user --------------
+# The last stage, so a plain `docker build .` builds the service.
 FROM ${BASE_IMAGE} AS runtime
 ENV NODE_ENV=production \
     DATABASE_URL=file:/data/registrations.db

@@ -102,6 +102,8 @@ export type ClusterReader = Pick<KubeApi, 'get' | 'list' | 'podLog'>;
 
 export interface ListOptions {
   namespace?: string;
+  /** A namespaced kind across every namespace (when no namespace is given); cluster-wide kinds ignore it. */
+  allNamespaces?: boolean;
   labelSelector?: string;
   fieldSelector?: string;
 }
@@ -302,10 +304,12 @@ export class KubeClient implements KubeApi {
     this.discovery.delete(apiVersion);
   }
 
-  async collectionPath(apiVersion: string, kind: string, namespace?: string, ctx: CallContext = {}): Promise<string> {
+  async collectionPath(apiVersion: string, kind: string, namespace?: string, ctx: CallContext = {}, allNamespaces = false): Promise<string> {
     const info = await this.resourceFor(apiVersion, kind, ctx);
     const base = apiVersion.includes('/') ? `/apis/${apiVersion}` : `/api/${apiVersion}`;
     if (info.namespaced) {
+      // Across namespaces only when asked: a forgotten namespace is a bug, not a cluster-wide read.
+      if (!namespace && allNamespaces) return `${base}/${info.plural}`;
       if (!namespace) throw new Error(`${kind} is namespaced: a namespace is needed`);
       return `${base}/namespaces/${encodeURIComponent(namespace)}/${info.plural}`;
     }
@@ -343,7 +347,7 @@ export class KubeClient implements KubeApi {
 
   /** A list and the resourceVersion it was read at (where a watch starts). */
   async listWithVersion(apiVersion: string, kind: string, options: ListOptions = {}, ctx: CallContext = {}): Promise<{ items: KubeObject[]; resourceVersion: string }> {
-    const path = await this.collectionPath(apiVersion, kind, options.namespace, ctx);
+    const path = await this.collectionPath(apiVersion, kind, options.namespace, ctx, options.allNamespaces);
     const items: KubeObject[] = [];
     let token: string | undefined;
     let resourceVersion = '';
@@ -371,7 +375,7 @@ export class KubeClient implements KubeApi {
     kind: string,
     options: ListOptions & { resourceVersion: string; timeoutSeconds: number; signal?: AbortSignal; metadataOnly?: boolean },
   ): AsyncGenerator<{ type: string; object: KubeObject }> {
-    const path = await this.collectionPath(apiVersion, kind, options.namespace);
+    const path = await this.collectionPath(apiVersion, kind, options.namespace, {}, options.allNamespaces);
     const url = new URL(this.server + path);
     const query: Record<string, string | undefined> = {
       watch: '1',

@@ -92,8 +92,13 @@ export function toEngineError(err: unknown): EngineError {
   if (err instanceof KubeConnectionError) return new EngineError({ kind: 'unreachable', message: err.message });
   if (err instanceof Error && err.name === 'AbortError') return new EngineError({ kind: 'cancelled', message: 'cancelled' });
   if (err instanceof KubeApiError) {
-    if (err.status === 401 || err.status === 403) {
-      return new EngineError({ kind: 'unreachable', retryable: false, message: `the API server refused the credentials: ${err.message}`, ...(err.ref ? { ref: err.ref } : {}) });
+    // 401: the credentials are not accepted; 403: they are, but RBAC does not allow the request.
+    // The first word is the CamelCase reason a controller's condition carries.
+    if (err.status === 401) {
+      return new EngineError({ kind: 'unreachable', retryable: false, message: `Unauthorized: the API server refused the credentials: ${err.message}`, ...(err.ref ? { ref: err.ref } : {}) });
+    }
+    if (err.status === 403) {
+      return new EngineError({ kind: 'unreachable', retryable: false, message: `Forbidden: RBAC does not allow it: ${err.message}`, ...(err.ref ? { ref: err.ref } : {}) });
     }
     const transient = err.status >= 500 || err.status === 429;
     return new EngineError({ kind: 'failed', retryable: transient, message: err.message, ...(err.ref ? { ref: err.ref } : {}) });

@@ -2,6 +2,9 @@
  * `kreg operator`: the controller as a command.
  *
  *   kreg operator crd                 the RegistrationService CRD as YAML (kubectl apply -f -, GitOps)
+ *   kreg operator manifests           everything install applies, as YAML
+ *   kreg operator install             CRD → RBAC → operator Deployment, deployed and waited for by the engine
+ *   kreg operator uninstall           removes what install applied (the CRD stays unless asked)
  *   kreg operator run [--namespace n] installs or updates the CRD (waits until Established), then runs
  *                                     the controller against the kubeconfig's cluster until SIGINT/SIGTERM
  *
@@ -13,19 +16,44 @@ import { createServer, type Server } from 'node:http';
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
+import { parseDuration } from '../cli.js';
+import { EXIT, exitCodeOf, formatEvidence, LineRenderer } from '../cli/render.js';
 import { KubeClient } from '../engine/client.js';
+import { deploy } from '../engine/deploy.js';
+import type { EngineFailure } from '../engine/errors.js';
+import { toEngineError } from '../engine/errors.js';
+import { destroy } from '../engine/lifecycle.js';
+import { describeRef } from '../engine/types.js';
 import { sleep } from '../engine/util.js';
+import { DEFAULT_OPERATOR_IMAGE, DEFAULT_OPERATOR_NAMESPACE, operatorManifests, OPERATOR_NAME } from './install.js';
 import { OPERATOR_FIELD_MANAGER, RegistrationServiceController } from './controller.js';
 import { CRD_NAME, registrationServiceCrd } from './crd.js';
 import { LeaderElector } from './leader.js';
 
-export const OPERATOR_HELP = `Usage: kreg operator <crd|run> [options]
+export const OPERATOR_HELP = `Usage: kreg operator <install|uninstall|manifests|crd|run> [options]
 
+  install                 apply the CRD (waits until Established), RBAC and the operator Deployment
+                          in --namespace (default kreg-system), then wait until it is ready and
+                          one copy holds the leader Lease
+  uninstall               delete what install applied; the CRD (and so every RegistrationService)
+                          stays unless --include-crd is given
+  manifests               print what install applies, as YAML (for GitOps or kubectl apply)
   crd                     print the RegistrationService CRD (kreg.dev/v1alpha1) as YAML
-  run                     install or update the CRD, then reconcile RegistrationServices until stopped
+  run                     reconcile RegistrationServices from this process until stopped
+                          (installs or updates the CRD first unless --no-install-crd)
+
+Options of install, uninstall and manifests:
+      --namespace <name>  the operator's namespace (default kreg-system)
+      --image <ref>       operator image (default kreg/operator:dev; npm run image:operator builds it)
+      --replicas <n>      copies, one leading (default 2)
+      --timeout <d>       how long install waits for readiness (default 3m)
+      --include-crd       uninstall: delete the CRD too, and with it every RegistrationService
+      --kubeconfig <path>, --context <name>
 
 Options of run:
       --namespace <name>  watch one namespace (default: all)
+      --no-install-crd    do not apply the CRD; wait until it is Established (in-cluster, RBAC
+                          lets the operator read the CRD, not change it)
       --concurrency <n>   resources reconciled at once (default 2)
       --listen <host:port> health and metrics (default 127.0.0.1:8081; :0 for any free port)
       --no-leader-elect   act without a Lease (only when exactly one copy runs)
@@ -50,8 +78,9 @@ export async function operatorCommand(argv: string[], io: Io, environ: NodeJS.Pr
     io.stdout.write(stringify(registrationServiceCrd(), { lineWidth: 0 }));
     return 0;
   }
+  if (sub === 'install' || sub === 'uninstall' || sub === 'manifests') return installCommand(sub, rest, io, environ);
   if (sub !== 'run') {
-    io.stderr.write(`kreg operator: unknown subcommand "${sub}"; expected crd or run (kreg operator --help)\n`);
+    io.stderr.write(`kreg operator: unknown subcommand "${sub}"; expected install, uninstall, manifests, crd or run (kreg operator --help)\n`);
     return 2;
   }
   let values: Record<string, string | boolean | undefined>;
@@ -64,6 +93,7 @@ export async function operatorCommand(argv: string[], io: Io, environ: NodeJS.Pr
         concurrency: { type: 'string' },
         listen: { type: 'string' },
         'no-leader-elect': { type: 'boolean' },
+        'no-install-crd': { type: 'boolean' },
         'leader-election-namespace': { type: 'string' },
         kubeconfig: { type: 'string' },
         context: { type: 'string' },
@@ -105,13 +135,14 @@ export async function operatorCommand(argv: string[], io: Io, environ: NodeJS.Pr
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
   signal?.addEventListener('abort', stop, { once: true });
-  const startController = async () => {
+  const startController = async (leadership?: AbortSignal) => {
     controller = new RegistrationServiceController(client, {
       ...(values.namespace ? { namespace: values.namespace as string } : {}),
       concurrency,
       log,
     });
-    await controller.start();
+    await controller.start(leadership ?? stopSignal.signal);
+    if ((leadership ?? stopSignal.signal).aborted) return;
     log({ msg: 'controller started', namespace: values.namespace ?? '(all)', concurrency, server: client.server });
   };
   const stopController = async () => {
@@ -120,7 +151,8 @@ export async function operatorCommand(argv: string[], io: Io, environ: NodeJS.Pr
     await c?.stop();
   };
   try {
-    await installCrd(client, log);
+    if (values['no-install-crd']) await awaitCrd(client, log, stopSignal.signal);
+    else await installCrd(client, log);
     const elector = values['no-leader-elect']
       ? undefined
       : new LeaderElector(client, {
@@ -164,6 +196,128 @@ export async function installCrd(client: KubeClient, log: (entry: Record<string,
   }
   client.forgetDiscovery('kreg.dev/v1alpha1');
   log({ msg: 'CRD established', crd: CRD_NAME });
+}
+
+/**
+ * Waits until the CRD exists and is Established, without changing it (the in-cluster operator's
+ * RBAC cannot). Logs once a minute while it waits, naming the command that installs it.
+ */
+export async function awaitCrd(client: KubeClient, log: (entry: Record<string, unknown>) => void, signal: AbortSignal): Promise<void> {
+  let lastSaid = 0;
+  while (!signal.aborted) {
+    const crd = await client.get({ apiVersion: 'apiextensions.k8s.io/v1', kind: 'CustomResourceDefinition', name: CRD_NAME });
+    if ((crd?.status?.conditions ?? []).some((c: { type: string; status: string }) => c.type === 'Established' && c.status === 'True')) {
+      client.forgetDiscovery('kreg.dev/v1alpha1');
+      log({ msg: 'CRD established', crd: CRD_NAME });
+      return;
+    }
+    if (Date.now() - lastSaid > 60_000) {
+      lastSaid = Date.now();
+      log({ msg: crd ? 'waiting for the CRD to be Established' : 'the CRD is not installed: run kreg operator install, or kubectl apply the output of kreg operator crd', crd: CRD_NAME });
+    }
+    await sleep(1000);
+  }
+}
+
+async function installCommand(sub: 'install' | 'uninstall' | 'manifests', argv: string[], io: Io, environ: NodeJS.ProcessEnv): Promise<number> {
+  let values: Record<string, string | boolean | undefined>;
+  let timeoutMs: number;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      strict: true,
+      options: {
+        namespace: { type: 'string', short: 'n' },
+        image: { type: 'string' },
+        replicas: { type: 'string' },
+        timeout: { type: 'string' },
+        'include-crd': { type: 'boolean' },
+        kubeconfig: { type: 'string' },
+        context: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }));
+    timeoutMs = parseDuration((values.timeout as string | undefined) ?? '3m');
+  } catch (err) {
+    io.stderr.write(`kreg operator ${sub}: ${(err as Error).message} (kreg operator --help)\n`);
+    return EXIT.usage;
+  }
+  if (values.help) {
+    io.stdout.write(`${OPERATOR_HELP}\n`);
+    return EXIT.ok;
+  }
+  const replicas = values.replicas === undefined ? 2 : Number(values.replicas);
+  if (!Number.isInteger(replicas) || replicas < 1 || replicas > 10) {
+    io.stderr.write(`kreg operator ${sub}: --replicas must be a whole number from 1 to 10 (got "${values.replicas}")\n`);
+    return EXIT.usage;
+  }
+  const namespace = (values.namespace as string | undefined) ?? DEFAULT_OPERATOR_NAMESPACE;
+  const objects = operatorManifests({ namespace, image: (values.image as string | undefined) ?? DEFAULT_OPERATOR_IMAGE, replicas });
+  if (sub === 'manifests') {
+    io.stdout.write(objects.map((o) => stringify(o, { lineWidth: 0 })).join('---\n'));
+    return EXIT.ok;
+  }
+  let client: KubeClient;
+  try {
+    const kubeconfig = (values.kubeconfig as string | undefined) ?? environ.KUBECONFIG;
+    client = await KubeClient.create({ ...(kubeconfig ? { kubeconfig } : {}), ...(values.context ? { context: values.context as string } : {}) });
+  } catch (err) {
+    io.stderr.write(`kreg operator ${sub}: cannot load the kubeconfig: ${(err as Error).message}\n`);
+    return EXIT.usage;
+  }
+  const renderer = new LineRenderer(io.stdout, Boolean((io.stdout as { isTTY?: boolean }).isTTY) && !environ.NO_COLOR);
+  const target = { set: { name: OPERATOR_NAME, namespace } };
+  try {
+    if (sub === 'uninstall') {
+      const report = await destroy(client, target, { includeKept: Boolean(values['include-crd']), wait: true, timeoutMs, onEvent: renderer.onEvent });
+      if (report.absent) renderer.line(`nothing to uninstall: no ApplySet ${namespace}/${OPERATOR_NAME}`, true);
+      else renderer.line(`uninstalled the operator: ${report.deleted.length} deleted${report.kept.length ? `, kept ${report.kept.map((k) => describeRef(k.ref)).join(', ')} (--include-crd deletes it and every RegistrationService)` : ''}`, true);
+      return report.ok ? EXIT.ok : EXIT.timeout;
+    }
+    renderer.line(`installing the operator (${objects.length} objects) into namespace ${namespace} → context ${client.contextName} (${client.server})`, true);
+    const report = await deploy(client, objects, target, { timeoutMs, wait: true, prune: true, forceConflicts: true, description: `operator install (image ${(values.image as string | undefined) ?? DEFAULT_OPERATOR_IMAGE})`, onEvent: renderer.onEvent });
+    if (!report.ok) {
+      printEngineFailure(io, 'kreg operator install', report.failure!);
+      return exitCodeOf(report.failure);
+    }
+    const holder = await waitForLeader(client, namespace, (values.image as string | undefined) ?? DEFAULT_OPERATOR_IMAGE, Math.max(10_000, timeoutMs - (report.timingsMs.total ?? 0)));
+    if (!holder) {
+      io.stderr.write(`kreg operator install: the operator is ready but no copy took the Lease ${namespace}/${OPERATOR_NAME}; see kubectl -n ${namespace} logs deploy/${OPERATOR_NAME}\n`);
+      return EXIT.timeout;
+    }
+    renderer.line(`operator installed: revision ${report.revision}, ${replicas} ${replicas === 1 ? 'copy' : 'copies'} ready, leader ${holder} (${report.timingsMs.total ?? 0} ms)`, true);
+    return EXIT.ok;
+  } catch (err) {
+    const failure = toEngineError(err).toFailure();
+    printEngineFailure(io, `kreg operator ${sub}`, failure);
+    return exitCodeOf(failure);
+  } finally {
+    client.close();
+  }
+}
+
+function printEngineFailure(io: Io, command: string, failure: EngineFailure): void {
+  io.stderr.write(`${command}: ${failure.message}\n`);
+  for (const d of failure.details ?? []) io.stderr.write(`  ${d}\n`);
+  if (failure.evidence) io.stderr.write(`${formatEvidence(failure.evidence).join('\n')}\n`);
+}
+
+/** The Lease's holder once a running copy with `image` holds and renews it, or undefined after timeoutMs. */
+async function waitForLeader(client: KubeClient, namespace: string, image: string, timeoutMs: number): Promise<string | undefined> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const lease = await client.get({ apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', namespace, name: OPERATOR_NAME });
+    const holder = lease?.spec?.holderIdentity as string | undefined;
+    const renewed = Date.parse(lease?.spec?.renewTime ?? '');
+    if (holder && Date.now() - renewed < (lease?.spec?.leaseDurationSeconds ?? 15) * 1000) {
+      // The identity is <pod name>_<random>. A copy of the replaced version may still hold the
+      // Lease while it shuts down; the install is done when a running copy of this one leads.
+      const pod = await client.get({ apiVersion: 'v1', kind: 'Pod', namespace, name: holder.slice(0, holder.lastIndexOf('_')) });
+      if (pod && !pod.metadata.deletionTimestamp && pod.spec?.containers?.[0]?.image === image) return holder;
+    }
+    await sleep(500);
+  }
+  return undefined;
 }
 
 /** /healthz, /readyz and /metrics. Resolves once listening. */

@@ -50,6 +50,8 @@ export interface ControllerOptions {
   concurrency?: number;
   /** A converged resource is looked at again after this long even without events. Default 10 min. */
   resyncMs?: number;
+  /** A Stalled resource is looked at again after this long. Default 2 min. */
+  stalledRecheckMs?: number;
   log?: (entry: Record<string, unknown>) => void;
   /** Every engine event of every reconcile, with its resource's key (benchmarks, tracing). */
   onEngineEvent?: (key: string, event: EngineEvent) => void;
@@ -99,10 +101,20 @@ export class RegistrationServiceController {
     );
   }
 
-  async start(): Promise<void> {
+  /**
+   * Starts the watches and, once each has listed, the workers. Aborting `signal` (leadership lost,
+   * or shutdown) ends the wait: watches that cannot list (RBAC, an unreachable server) must not
+   * keep a stopping operator alive.
+   */
+  async start(signal?: AbortSignal): Promise<void> {
     this.resources.start();
     for (const c of this.children) c.start();
-    await Promise.all([this.resources.synced, ...this.children.map((c) => c.synced)]);
+    const aborted = new Promise<void>((resolve) => {
+      if (signal?.aborted) resolve();
+      signal?.addEventListener('abort', () => resolve(), { once: true });
+    });
+    await Promise.race([Promise.all([this.resources.synced, ...this.children.map((c) => c.synced)]), aborted]);
+    if (signal?.aborted) return;
     for (let i = 0; i < (this.options.concurrency ?? 2); i++) this.workers.push(this.work());
   }
 
@@ -279,6 +291,11 @@ export class RegistrationServiceController {
     if (outcome.kind === 'progressing') return { requeueAfterMs: result.requeueAfterMs ?? 1000 };
     if (outcome.kind === 'retrying') return { retry: true };
     if (outcome.kind === 'ready') return { requeueAfterMs: this.options.resyncMs ?? 600_000 };
+    // Stalled: retrying at once would not help, but what stalled it can change without an event
+    // this controller sees (RBAC granted, an image pushed under the same tag, a node freed), so it
+    // looks again after a while, as Flux does at its interval. A look that finds nothing new
+    // writes nothing.
+    if (outcome.kind === 'failed') return { requeueAfterMs: this.options.stalledRecheckMs ?? 120_000 };
     return {};
   }
 

@@ -121,7 +121,7 @@ export class Informer {
   /** Lists and reconciles the store with what it finds, reporting the differences as events. */
   private async relist(): Promise<void> {
     const { items, resourceVersion } = await this.client.listWithVersion(this.options.apiVersion, this.options.kind, {
-      ...(this.options.namespace ? { namespace: this.options.namespace } : {}),
+      ...(this.options.namespace ? { namespace: this.options.namespace } : { allNamespaces: true }),
       ...(this.options.labelSelector ? { labelSelector: this.options.labelSelector } : {}),
     });
     const seen = new Set<string>();
@@ -169,7 +169,7 @@ export class Informer {
     };
     try {
       for await (const event of this.client.watch(this.options.apiVersion, this.options.kind, {
-        ...(this.options.namespace ? { namespace: this.options.namespace } : {}),
+        ...(this.options.namespace ? { namespace: this.options.namespace } : { allNamespaces: true }),
         ...(this.options.labelSelector ? { labelSelector: this.options.labelSelector } : {}),
         resourceVersion: this.resourceVersion,
         timeoutSeconds,

@@ -4,6 +4,8 @@
 # image (test/cluster/base-image.sh, reused when present) and passes it as BASE_IMAGE.
 # `npm run image` runs this. Environment:
 #   KREG_IMAGE          tag to build (or the first argument)      default kreg/registration:dev
+#   KREG_IMAGE_TARGET   Dockerfile stage: runtime (the service) or operator   default runtime
+#                       (`npm run image:operator` builds kreg/operator:dev)
 #   KREG_BASE_IMAGE     base image to build on; if it is not present locally it is built by base-image.sh
 #                       (set it to node:24-bookworm-slim where Docker Hub is reachable)
 #   KREG_BUILD_NETWORK  docker build --network value (e.g. host) if containers cannot reach the npm registry
@@ -33,7 +35,7 @@ elif compgen -G '/usr/local/share/ca-certificates/*.crt' >/dev/null; then
   extra_ca=$(cat /usr/local/share/ca-certificates/*.crt)
 fi
 
-args=(--tag "$IMAGE" --build-arg "BASE_IMAGE=$BASE" --label "org.opencontainers.image.source=kreg")
+args=(--tag "$IMAGE" --target "${KREG_IMAGE_TARGET:-runtime}" --build-arg "BASE_IMAGE=$BASE" --label "org.opencontainers.image.source=kreg")
 [ -n "$extra_ca" ] && args+=(--build-arg "NPM_EXTRA_CA=$extra_ca")
 [ -n "${KREG_BUILD_NETWORK:-}" ] && args+=(--network "$KREG_BUILD_NETWORK")
 [ "${KREG_BUILD_NO_CACHE:-0}" = 1 ] && args+=(--no-cache)
@@ -42,7 +44,7 @@ rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || true)
 [ -n "$rev" ] && args+=(--label "org.opencontainers.image.revision=$rev")
 
 t0=$(date +%s)
-kreg_log "docker build $IMAGE (base $BASE)"
+kreg_log "docker build $IMAGE (target ${KREG_IMAGE_TARGET:-runtime}, base $BASE)"
 log=$(mktemp /tmp/kreg-image-build.XXXXXX.log)
 if ! docker build "${args[@]}" "$ROOT" >"$log" 2>&1; then
   tail -40 "$log" >&2

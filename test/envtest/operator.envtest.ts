@@ -32,7 +32,8 @@ describe('RegistrationService controller on a real API server', { skip, timeout:
     client = await KubeClient.create({ kubeconfig: server.kubeconfig });
     await installCrd(client, () => {});
     await client.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS } }, { fieldManager: 'test' });
-    controller = new RegistrationServiceController(client, { namespace: NS, ...(process.env.KREG_TEST_LOG ? { log: (e) => console.log(JSON.stringify(e)) } : {}) });
+    // Every namespace, as `kreg operator install` runs it.
+    controller = new RegistrationServiceController(client, { ...(process.env.KREG_TEST_LOG ? { log: (e) => console.log(JSON.stringify(e)) } : {}) });
     await eventually('the controller to start', async () => {
       await controller.start();
       return true;
@@ -105,6 +106,23 @@ describe('RegistrationService controller on a real API server', { skip, timeout:
     const accounts = await getChild('Deployment', 'accounts', 'apps/v1');
     assert.equal(accounts!.spec.template.spec.containers[0].image, 'kreg/registration:1.2.3', 'untouched');
     assert.equal((await getChild('Service', 'billing'))!.spec.selector['app.kubernetes.io/instance'], 'billing');
+  });
+
+  it('the same name in another namespace is another resource: its own children and status', async () => {
+    const other = 'ops-b';
+    await client.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: other } }, { fieldManager: 'test' });
+    await client.apply({ apiVersion: API_VERSION, kind: KIND, metadata: { name: 'accounts', namespace: other }, spec: { image: 'kreg/registration:3.0.0' } }, { fieldManager: 'user' });
+    const dep = await eventually('the other namespace\'s Deployment', () => client.get({ apiVersion: 'apps/v1', kind: 'Deployment', namespace: other, name: 'accounts' }));
+    assert.equal(dep.spec.template.spec.containers[0].image, 'kreg/registration:3.0.0');
+    assert.equal((await getChild('Deployment', 'accounts', 'apps/v1'))!.spec.template.spec.containers[0].image, 'kreg/registration:1.2.3', 'untouched');
+    const otherCr = await eventually('its status', async () => {
+      const cr = await client.get({ apiVersion: API_VERSION, kind: KIND, namespace: other, name: 'accounts' });
+      return cr?.status?.observedGeneration === cr?.metadata.generation ? cr : undefined;
+    });
+    assert.equal(otherCr.status.url, `http://accounts.${other}.svc.cluster.local`);
+    assert.equal((await getResource('accounts'))!.status.url, `http://accounts.${NS}.svc.cluster.local`);
+    await client.delete({ apiVersion: API_VERSION, kind: KIND, namespace: other, name: 'accounts' });
+    await eventually('it to be gone', async () => (await client.get({ apiVersion: API_VERSION, kind: KIND, namespace: other, name: 'accounts' })) === undefined, 30_000);
   });
 
   it('a spec change is applied; suspend stops drift correction and says so; resume corrects it', async () => {
