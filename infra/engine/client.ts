@@ -89,6 +89,8 @@ export interface KubeApi {
   list(apiVersion: string, kind: string, options?: ListOptions): Promise<KubeObject[]>;
   apply(obj: KubeObject, options: ApplyOptions): Promise<KubeObject>;
   create(obj: KubeObject): Promise<KubeObject>;
+  /** An RFC 6902 JSON patch (a `test` op makes it conditional), sent as `fieldManager`. */
+  jsonPatch(ref: ObjectRef, operations: JsonPatchOperation[], fieldManager: string): Promise<KubeObject>;
   delete(ref: ObjectRef, options?: DeleteOptions): Promise<boolean>;
   isNamespaced(apiVersion: string, kind: string): Promise<boolean>;
   preferredApiVersion(group: string): Promise<string>;
@@ -106,6 +108,11 @@ export interface ListOptions {
   allNamespaces?: boolean;
   labelSelector?: string;
   fieldSelector?: string;
+}
+export interface JsonPatchOperation {
+  op: 'add' | 'remove' | 'replace' | 'test';
+  path: string;
+  value?: unknown;
 }
 export interface ApplyOptions {
   fieldManager: string;
@@ -415,6 +422,20 @@ export class KubeClient implements KubeApi {
     }
   }
 
+  async jsonPatch(ref: ObjectRef, operations: JsonPatchOperation[], fieldManager: string, ctx: CallContext = {}): Promise<KubeObject> {
+    try {
+      return await this.request<KubeObject>('PATCH', await this.objectPath(ref, ctx), {
+        ...ctx,
+        body: operations,
+        contentType: 'application/json-patch+json',
+        query: { fieldManager },
+      });
+    } catch (err) {
+      if (err instanceof KubeApiError) throw new KubeApiError(err.status, err.reason, err.message, err.causes, ref);
+      throw err;
+    }
+  }
+
   /**
    * Server-side apply: creates or updates `obj` with the fields it lists, owned by `fieldManager`.
    * `fieldValidation=Strict` makes an unknown or duplicated field an error instead of a silent drop.
@@ -510,6 +531,9 @@ class ScopedKubeApi implements KubeApi {
   }
   create(obj: KubeObject) {
     return this.client.create(obj, this.ctx);
+  }
+  jsonPatch(ref: ObjectRef, operations: JsonPatchOperation[], fieldManager: string) {
+    return this.client.jsonPatch(ref, operations, fieldManager, this.ctx);
   }
   delete(ref: ObjectRef, options?: DeleteOptions) {
     return this.client.delete(ref, options, this.ctx);

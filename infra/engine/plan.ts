@@ -176,3 +176,56 @@ export function fieldPaths(set: unknown, prefix = ''): string[] {
   }
   return out;
 }
+
+interface ManagedFieldsEntry {
+  manager?: string;
+  operation?: string;
+  apiVersion?: string;
+  time?: string;
+  fieldsType?: string;
+  fieldsV1?: Record<string, unknown>;
+  subresource?: string;
+}
+
+/** The union of two `fieldsV1` sets (tries of `f:`/`k:`/`v:` keys). */
+export function mergeFieldSets(a: Record<string, unknown> = {}, b: Record<string, unknown> = {}): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...a };
+  for (const [key, value] of Object.entries(b)) {
+    out[key] = key in out ? mergeFieldSets(out[key] as Record<string, unknown>, value as Record<string, unknown>) : value;
+  }
+  return out;
+}
+
+/**
+ * The object's managedFields with every field that a manager `from` accepts holds outside
+ * `metadata` moved into `manager`'s Apply entry, and the managers it took them from; undefined
+ * when there is nothing to move. Applied before the next server-side apply, this makes fields
+ * someone added with kubectl (an env var from `kubectl set env`, a key from `kubectl edit`) ours,
+ * so the apply removes the ones the desired object does not have. Server-side apply alone leaves
+ * them: they belong to another manager. Labels and annotations stay with whoever set them.
+ */
+export function takeOverManagedFields(obj: KubeObject, manager: string, from: (manager: string) => boolean): { managedFields: ManagedFieldsEntry[]; managers: string[] } | undefined {
+  const entries = (obj.metadata.managedFields ?? []) as ManagedFieldsEntry[];
+  let moved: Record<string, unknown> = {};
+  const managers: string[] = [];
+  const kept: ManagedFieldsEntry[] = [];
+  for (const entry of entries) {
+    if (!entry.manager || entry.manager === manager || entry.subresource === 'status' || !from(entry.manager)) {
+      kept.push(entry);
+      continue;
+    }
+    const { 'f:metadata': metadata, ...rest } = entry.fieldsV1 ?? {};
+    if (Object.keys(rest).length === 0) {
+      kept.push(entry);
+      continue;
+    }
+    moved = mergeFieldSets(moved, rest);
+    managers.push(entry.manager);
+    if (metadata !== undefined) kept.push({ ...entry, fieldsV1: { 'f:metadata': metadata } });
+  }
+  if (managers.length === 0) return undefined;
+  const own = kept.findIndex((e) => e.manager === manager && e.operation === 'Apply' && !e.subresource);
+  if (own >= 0) kept[own] = { ...kept[own], fieldsV1: mergeFieldSets(kept[own]!.fieldsV1, moved) };
+  else kept.push({ manager, operation: 'Apply', apiVersion: obj.apiVersion, time: new Date().toISOString().replace(/\.\d+Z$/, 'Z'), fieldsType: 'FieldsV1', fieldsV1: moved });
+  return { managedFields: kept, managers };
+}

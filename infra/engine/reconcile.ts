@@ -29,7 +29,7 @@ import {
   type ApplySetRef,
   type ParentState,
 } from './inventory.js';
-import { byPhase, classifyChange, digestObjects, duplicates, foreignManagers, prepareObject, type Change, type Phase } from './plan.js';
+import { byPhase, classifyChange, digestObjects, duplicates, foreignManagers, prepareObject, takeOverManagedFields, type Change, type Phase } from './plan.js';
 import { evaluateHealth, relatedNeeds, type RelatedObjects } from './readiness.js';
 import { recordRevision, type Revision } from './revisions.js';
 import type { Health, KubeObject, ObjectRef } from './types.js';
@@ -60,6 +60,11 @@ export interface ReconcileOptions {
    * cache. Writes and the dry run always go to the API.
    */
   reader?: ClusterReader;
+  /**
+   * Managers whose fields outside metadata are taken over before applying, so fields they added
+   * are removed (see takeOverManagedFields). A controller passes kubectl's managers; the CLI none.
+   */
+  takeOverFrom?: (manager: string) => boolean;
 }
 
 export type ReconcileStatus = 'ready' | 'progressing' | 'failed';
@@ -114,6 +119,8 @@ export interface ReconcileMemo {
   failureRecorded: boolean;
   /** For objects to update: the other managers holding fields of the live object (see events). */
   foreign: Record<string, ForeignManager[]>;
+  /** Objects whose managedFields are rewritten before they are applied (takeOverFrom). */
+  takeover?: Record<string, { resourceVersion: string; managedFields: unknown[] }>;
   /** The `applied` event was emitted. */
   appliedReported: boolean;
 }
@@ -339,6 +346,16 @@ async function applyGroup(api: KubeApi, group: KubeObject[], memo: ReconcileMemo
   const toApply = group.filter((o) => memo.changes[refKey(refOf(o))] !== 'unchanged');
   await mapLimit(toApply, 8, async (obj) => {
     const ref = refOf(obj);
+    const takeover = memo.takeover?.[refKey(ref)];
+    if (takeover) {
+      // Conditional on the version planned from: if the object changed since, the rewrite is
+      // skipped and the next reconcile plans it again.
+      await api
+        .jsonPatch(ref, [{ op: 'test', path: '/metadata/resourceVersion', value: takeover.resourceVersion }, { op: 'replace', path: '/metadata/managedFields', value: takeover.managedFields }], manager)
+        .catch((err: unknown) => {
+          if (!(err instanceof KubeApiError && (err.status === 409 || err.status === 422))) throw err;
+        });
+    }
     try {
       const applied = await api.apply(obj, { fieldManager: manager, force });
       memo.known[refKey(ref)] = applied;
@@ -545,6 +562,16 @@ async function startRun(api: KubeApi, input: KubeObject[], target: Target, optio
   timings.plan = Math.round(performance.now() - tp);
   const known: Record<string, KubeObject> = {};
   const foreign: Record<string, ForeignManager[]> = {};
+  const takeover: Record<string, { resourceVersion: string; managedFields: unknown[] }> = {};
+  if (options.takeOverFrom) {
+    for (const [key, obj] of live) {
+      const rewritten = obj && takeOverManagedFields(obj, manager, options.takeOverFrom);
+      if (!rewritten || !obj.metadata.resourceVersion) continue;
+      takeover[key] = { resourceVersion: obj.metadata.resourceVersion, managedFields: rewritten.managedFields };
+      // Fields only another manager holds do not show in the dry run: the object is applied anyway.
+      if (changes.get(key) === 'unchanged') changes.set(key, 'update');
+    }
+  }
   for (const [key, obj] of live) {
     if (obj && changes.get(key) === 'unchanged') known[key] = obj;
     if (obj && changes.get(key) === 'update') foreign[key] = foreignManagers(obj, manager);
@@ -572,6 +599,7 @@ async function startRun(api: KubeApi, input: KubeObject[], target: Target, optio
     failureRecorded: false,
     appliedReported: false,
     foreign,
+    ...(Object.keys(takeover).length ? { takeover } : {}),
   };
 }
 

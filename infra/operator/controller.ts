@@ -256,6 +256,7 @@ export class RegistrationServiceController {
       {
         // The operator owns what it renders: drift from another manager is taken back.
         forceConflicts: true,
+        takeOverFrom: isKubectlManager,
         prune: true,
         wait: true,
         description: `reconcile generation ${generation}`,
@@ -364,6 +365,15 @@ export class RegistrationServiceController {
 }
 
 /** `Deployment/accounts: .spec.replicas, .spec.template… changed by "kubectl-scale" (Update); put back`. */
+/**
+ * Field managers of hand edits (kubectl edit, patch, set, scale, apply, label, ...): fields they
+ * added to a child are taken over and removed. Not `kubectl-rollout`: a restart annotation on the
+ * pod template is an operation, not drift, and undoing it would restart the pods a second time.
+ */
+export function isKubectlManager(manager: string): boolean {
+  return /^kubectl(-|$)/.test(manager) && manager !== 'kubectl-rollout';
+}
+
 export function describeDrift(kind: string, name: string, action: 'created' | 'updated', changedBy: ForeignManager[] | undefined): string {
   if (action === 'created') return `${kind}/${name} was deleted; created again`;
   // The most recent manager that holds more than metadata (the deployment controller's revision

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { byPhase, classifyChange, duplicates, normalizeForDiff, phaseOf, prepareObject } from '../../infra/engine/plan.js';
+import { byPhase, classifyChange, duplicates, mergeFieldSets, normalizeForDiff, phaseOf, prepareObject, takeOverManagedFields } from '../../infra/engine/plan.js';
 import { desiredObjects } from '../../infra/cli/commands.js';
 import type { KubeObject } from '../../infra/engine/types.js';
 
@@ -127,5 +127,37 @@ describe('foreign field managers', () => {
       },
       { manager: 'kubectl', operation: 'Update', time: '2026-11-29T04:01:00Z', fields: ['.spec.replicas'] },
     ]);
+  });
+});
+
+describe('taking over fields from hand edits', () => {
+  const deployment = (managedFields: unknown[]): KubeObject => ({ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'web', namespace: 'a', managedFields } });
+  const kubectl = (m: string) => m.startsWith('kubectl');
+  const env = (name: string) => ({ 'f:spec': { 'f:template': { 'f:spec': { 'f:containers': { 'k:{"name":"web"}': { 'f:env': { [`k:{"name":"${name}"}`]: { '.': {}, 'f:value': {} } } } } } } } });
+
+  it('moves what kubectl holds outside metadata into our Apply entry, and leaves its labels and other managers alone', () => {
+    const live = deployment([
+      { manager: 'kreg-operator', operation: 'Apply', apiVersion: 'apps/v1', fieldsType: 'FieldsV1', fieldsV1: env('OWN') },
+      { manager: 'kubectl-set', operation: 'Update', apiVersion: 'apps/v1', fieldsType: 'FieldsV1', fieldsV1: { ...env('INJECTED'), 'f:metadata': { 'f:labels': { 'f:team': {} } } } },
+      { manager: 'kube-controller-manager', operation: 'Update', apiVersion: 'apps/v1', subresource: 'status', fieldsType: 'FieldsV1', fieldsV1: { 'f:status': {} } },
+      { manager: 'helm', operation: 'Update', apiVersion: 'apps/v1', fieldsType: 'FieldsV1', fieldsV1: env('HELM') },
+    ]);
+    const result = takeOverManagedFields(live, 'kreg-operator', kubectl)!;
+    assert.deepEqual(result.managers, ['kubectl-set']);
+    const own = result.managedFields.find((e) => e.manager === 'kreg-operator')!;
+    assert.deepEqual(own.fieldsV1, mergeFieldSets(env('OWN'), env('INJECTED')));
+    assert.deepEqual(result.managedFields.find((e) => e.manager === 'kubectl-set')!.fieldsV1, { 'f:metadata': { 'f:labels': { 'f:team': {} } } });
+    assert.ok(result.managedFields.some((e) => e.manager === 'helm'));
+    assert.ok(result.managedFields.some((e) => e.subresource === 'status'));
+  });
+
+  it('nothing to move: undefined (no rewrite, no extra apply)', () => {
+    assert.equal(takeOverManagedFields(deployment([{ manager: 'kubectl-label', operation: 'Update', fieldsV1: { 'f:metadata': { 'f:labels': {} } } }]), 'kreg-operator', kubectl), undefined);
+    assert.equal(takeOverManagedFields(deployment([{ manager: 'helm', operation: 'Update', fieldsV1: env('X') }]), 'kreg-operator', kubectl), undefined);
+  });
+
+  it('no Apply entry of ours yet: one is added', () => {
+    const result = takeOverManagedFields(deployment([{ manager: 'kubectl-edit', operation: 'Update', apiVersion: 'apps/v1', fieldsV1: env('X') }]), 'kreg-operator', kubectl)!;
+    assert.deepEqual(result.managedFields.map((e) => [e.manager, e.operation]), [['kreg-operator', 'Apply']]);
   });
 });

@@ -90,6 +90,22 @@ describe('RegistrationService controller on a real API server', { skip, timeout:
     console.log(`# drift: deleted ConfigMap restored after ${restoredMs.toFixed(0)} ms`);
   });
 
+  it('a key added with kubectl edit is removed; one another tool added stays (only hand edits are taken over)', async () => {
+    const path = '/api/v1/namespaces/ops/configmaps/accounts-config';
+    const edit = (fieldManager: string, data: Record<string, string>) =>
+      client.request('PATCH', path, { contentType: 'application/merge-patch+json', query: { fieldManager }, body: { data } });
+    await edit('other-tool', { OTHER_TOOL: 'kept' });
+    await edit('kubectl-edit', { ADDED_BY_HAND: 'x' });
+    await eventually('the hand-added key to be removed', async () => {
+      const data = (await getChild('ConfigMap', 'accounts-config'))?.data ?? {};
+      return !('ADDED_BY_HAND' in data) ? data : undefined;
+    }, 10_000);
+    const cm = await getChild('ConfigMap', 'accounts-config');
+    assert.equal(cm!.data.OTHER_TOOL, 'kept', 'a field of a non-kubectl manager is left alone');
+    assert.ok(!cm!.metadata.managedFields!.some((e: any) => e.manager === 'kubectl-edit' && JSON.stringify(e.fieldsV1).includes('ADDED_BY_HAND')));
+    await client.request('PATCH', path, { contentType: 'application/json-patch+json', query: { fieldManager: 'other-tool' }, body: [{ op: 'remove', path: '/data/OTHER_TOOL' }] });
+  });
+
   it('idle: no status write, no resourceVersion change of the resource', async () => {
     const before = await getResource('accounts');
     const writes = controller.stats.statusWrites;

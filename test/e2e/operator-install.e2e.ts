@@ -1,0 +1,213 @@
+/**
+ * The operator as a cluster runs it: `kreg operator install` (CRD → RBAC → a two-copy Deployment of
+ * the operator image, one leading), then RegistrationServices in two namespaces reconciled by the
+ * in-cluster copy with its ServiceAccount's least-privilege RBAC: Ready with independent status,
+ * invalid resources refused at admission, suspend/resume/requestedAt, fields added with kubectl
+ * removed, a rollout of the operator itself handed over, and uninstall keeping the CRD.
+ *
+ * Needs kreg/operator:dev and kreg/registration:dev loaded into the cluster (npm run test:e2e does).
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { after, before, describe, it } from 'node:test';
+import { deleteNamespace, diagnostics, failureTracker, KUBECONFIG, kubectl, kubectlJson, portForward, postJson, ROOT, waitFor } from './kube.js';
+
+const SYSTEM = 'kreg-e2e-system';
+const TEAM_A = 'kreg-e2e-team-a';
+const TEAM_B = 'kreg-e2e-team-b';
+const { guard, failed } = failureTracker();
+
+function kreg(args: string[], timeoutMs = 240_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ['bin/kreg.mjs', ...args], { cwd: ROOT, env: { ...process.env, KUBECONFIG, NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+const resource = (name: string, namespace: string, spec: Record<string, unknown>, annotations?: Record<string, string>) =>
+  JSON.stringify({ apiVersion: 'kreg.dev/v1alpha1', kind: 'RegistrationService', metadata: { name, namespace, ...(annotations ? { annotations } : {}) }, spec });
+const embedded = { image: 'kreg/registration:dev', database: { mode: 'embedded', storage: '1Gi' } };
+const condition = (cr: any, type: string) => (cr?.status?.conditions ?? []).find((c: { type: string }) => c.type === type);
+const getCr = (namespace: string, name: string) => kubectlJson(['-n', namespace, 'get', 'registrationservice', name]);
+const waitReady = (namespace: string, name: string) =>
+  kubectl(['-n', namespace, 'wait', '--for=condition=Ready', `registrationservice/${name}`, '--timeout=180s'], { timeoutMs: 200_000 });
+
+describe('kreg operator install: the operator in the cluster', { timeout: 15 * 60_000 }, () => {
+  before(async () => {
+    for (const ns of [TEAM_A, TEAM_B]) await deleteNamespace(ns);
+    await kreg(['operator', 'uninstall', '--namespace', SYSTEM]);
+  });
+  after(async () => {
+    if (failed()) {
+      console.log(`${await diagnostics(SYSTEM)}\n${await diagnostics(TEAM_A)}`);
+      console.log(await kubectl(['-n', SYSTEM, 'logs', '-l', 'app.kubernetes.io/name=kreg-operator', '--tail=60', '--prefix']).catch((e) => String(e)));
+    }
+    // The resources go first, while the operator still runs to remove their finalizers.
+    for (const ns of [TEAM_A, TEAM_B]) await deleteNamespace(ns);
+    await kreg(['operator', 'uninstall', '--namespace', SYSTEM]);
+  });
+
+  it(
+    'install: CRD Established, RBAC, two copies ready as non-root on a read-only root filesystem, one holds the Lease',
+    guard(async () => {
+      const r = await kreg(['operator', 'install', '--namespace', SYSTEM, '--image', 'kreg/operator:dev']);
+      assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+      assert.match(r.stdout, /operator installed: revision \d+, 2 copies ready, leader kreg-operator-/);
+      const crd = await kubectlJson(['get', 'crd', 'registrationservices.kreg.dev']);
+      assert.ok(crd.status.conditions.some((c: any) => c.type === 'Established' && c.status === 'True'));
+      const pods = (await kubectlJson(['-n', SYSTEM, 'get', 'pods', '-l', 'app.kubernetes.io/name=kreg-operator'])).items.filter((p: any) => !p.metadata.deletionTimestamp);
+      assert.equal(pods.length, 2);
+      for (const pod of pods) {
+        assert.equal(pod.spec.securityContext.runAsNonRoot, true);
+        assert.equal(pod.spec.containers[0].securityContext.readOnlyRootFilesystem, true);
+        assert.equal(pod.spec.serviceAccountName, 'kreg-operator');
+      }
+      const lease = await kubectlJson(['-n', SYSTEM, 'get', 'lease', 'kreg-operator']);
+      assert.ok(pods.some((p: any) => lease.spec.holderIdentity.startsWith(`${p.metadata.name}_`)), lease.spec.holderIdentity);
+      // The ServiceAccount may do what the controller needs and no more.
+      const can = async (verb: string, what: string, ns = TEAM_A) =>
+        (await kubectl(['auth', 'can-i', verb, what, '-n', ns, `--as=system:serviceaccount:${SYSTEM}:kreg-operator`]).catch((e: Error) => e.message)).trim();
+      assert.equal(await can('patch', 'deployments.apps'), 'yes');
+      assert.equal(await can('update', 'registrationservices.kreg.dev/status'), 'yes');
+      assert.match(await can('create', 'clusterroles.rbac.authorization.k8s.io'), /no/);
+      assert.match(await can('delete', 'customresourcedefinitions.apiextensions.k8s.io'), /no/);
+      assert.match(await can('create', 'pods'), /no/);
+      // Installing again changes nothing.
+      const again = await kreg(['operator', 'install', '--namespace', SYSTEM, '--image', 'kreg/operator:dev']);
+      assert.equal(again.code, 0, again.stderr);
+      assert.match(again.stdout, /no changes|operator installed/);
+    }),
+  );
+
+  it(
+    'three resources in two namespaces: each Ready with its own status; the service answers',
+    guard(async () => {
+      for (const ns of [TEAM_A, TEAM_B]) await kubectl(['create', 'namespace', ns]);
+      await kubectl(['apply', '-f', '-'], { input: resource('accounts', TEAM_A, embedded) });
+      await kubectl(['apply', '-f', '-'], { input: resource('billing', TEAM_A, { ...embedded, settings: { LOG_LEVEL: 'warn' } }) });
+      await kubectl(['apply', '-f', '-'], { input: resource('accounts', TEAM_B, embedded) });
+      for (const [ns, name] of [[TEAM_A, 'accounts'], [TEAM_A, 'billing'], [TEAM_B, 'accounts']] as const) await waitReady(ns, name);
+      const a = await getCr(TEAM_A, 'accounts');
+      const b = await getCr(TEAM_B, 'accounts');
+      assert.equal(a.status.url, `http://accounts.${TEAM_A}.svc.cluster.local`);
+      assert.equal(b.status.url, `http://accounts.${TEAM_B}.svc.cluster.local`);
+      assert.equal((await kubectlJson(['-n', TEAM_A, 'get', 'configmap', 'billing-config'])).data.LOG_LEVEL, 'warn');
+      assert.notEqual((await kubectlJson(['-n', TEAM_A, 'get', 'configmap', 'accounts-config'])).data.LOG_LEVEL, 'warn');
+      const table = await kubectl(['get', 'registrationservices', '-A']);
+      assert.equal(table.split('\n').filter((l) => /\sTrue\s+Ready\s/.test(l)).length, 3, table);
+
+      const pf = await portForward(TEAM_B, 'svc/accounts', 80);
+      try {
+        const body = { username: 'in-cluster-bob', password: 'violet-otter-meadow-42' };
+        assert.equal((await postJson(`${pf.url}/register`, body)).status, 201);
+        assert.equal((await postJson(`${pf.url}/login`, body)).status, 200);
+      } finally {
+        pf.stop();
+      }
+    }),
+  );
+
+  it(
+    'invalid resources are refused at admission with the field path; nothing is applied',
+    guard(async () => {
+      const refused = async (body: string, pattern: RegExp) => {
+        const err = await kubectl(['apply', '-f', '-'], { input: body }).then(
+          () => undefined,
+          (e: Error) => e.message,
+        );
+        assert.ok(err, `accepted: ${body}`);
+        assert.match(err, pattern);
+      };
+      await refused(resource('broken', TEAM_A, { image: 'kreg/registration:dev', database: { mode: 'remote' } }), /spec\.database\.authTokenSecretRef: Invalid value: remote mode needs the Secret/);
+      await refused(resource('broken', TEAM_A, { ...embedded, replicas: 3 }), /spec\.replicas: Invalid value: the embedded database .* runs exactly one replica/);
+      const remote = { image: 'kreg/registration:dev', database: { mode: 'remote', url: 'libsql://db.example:8080', authTokenSecretRef: { name: 'db', key: 'token' } } };
+      await refused(resource('accounts', TEAM_A, remote), /spec\.database: Invalid value: database\.mode cannot change in place/);
+      const names = (await kubectlJson(['-n', TEAM_A, 'get', 'registrationservices,deployments'])).items.map((o: any) => `${o.kind}/${o.metadata.name}`);
+      assert.ok(!names.some((n: string) => n.endsWith('/broken')), names.join(' '));
+      assert.equal((await getCr(TEAM_A, 'accounts')).spec.database.mode, 'embedded');
+    }),
+  );
+
+  it(
+    'an env var added and a value changed with kubectl are both undone, and the Event names kubectl',
+    guard(async () => {
+      await kubectl(['-n', TEAM_A, 'set', 'env', 'deployment/accounts', 'INJECTED=1', 'LOG_LEVEL=debug']);
+      await waitFor(
+        'the Deployment to be put back',
+        async () => {
+          const dep = await kubectlJson(['-n', TEAM_A, 'get', 'deployment', 'accounts']);
+          const env = dep.spec.template.spec.containers[0].env ?? [];
+          return !env.some((e: any) => e.name === 'INJECTED' || (e.name === 'LOG_LEVEL' && e.value === 'debug')) ? dep : undefined;
+        },
+        30_000,
+        250,
+      );
+      const events = (await kubectlJson(['-n', TEAM_A, 'get', 'events', '--field-selector', 'reason=DriftCorrected'])).items.map((e: any) => e.message as string);
+      assert.ok(events.some((m: string) => /^Deployment\/accounts: .*kubectl/.test(m)), events.join('\n'));
+      await waitReady(TEAM_A, 'accounts');
+    }),
+  );
+
+  it(
+    'suspend: drift stays and status says Suspended; resume corrects it; requestedAt is handled',
+    guard(async () => {
+      await kubectl(['-n', TEAM_B, 'patch', 'registrationservice', 'accounts', '--type=merge', '-p', '{"spec":{"suspend":true}}']);
+      await waitFor('Suspended in status', async () => {
+        const cr = await getCr(TEAM_B, 'accounts');
+        return cr.status.observedGeneration === cr.metadata.generation && /Suspended/.test(JSON.stringify(cr.status.conditions)) ? cr : undefined;
+      }, 30_000, 250);
+      await kubectl(['-n', TEAM_B, 'delete', 'configmap', 'accounts-config']);
+      await new Promise((r) => setTimeout(r, 4000));
+      assert.equal((await kubectlJson(['-n', TEAM_B, 'get', 'configmaps'])).items.some((c: any) => c.metadata.name === 'accounts-config'), false, 'a suspended resource was corrected');
+      await kubectl(['-n', TEAM_B, 'patch', 'registrationservice', 'accounts', '--type=merge', '-p', '{"spec":{"suspend":false}}']);
+      await waitFor('the ConfigMap to come back', async () => (await kubectlJson(['-n', TEAM_B, 'get', 'configmaps'])).items.some((c: any) => c.metadata.name === 'accounts-config'), 30_000, 250);
+      const stamp = new Date().toISOString();
+      await kubectl(['-n', TEAM_B, 'annotate', '--overwrite', 'registrationservice', 'accounts', `reconcile.kreg.dev/requestedAt=${stamp}`]);
+      await waitFor('lastHandledReconcileAt', async () => (await getCr(TEAM_B, 'accounts')).status.lastHandledReconcileAt === stamp, 30_000, 250);
+      await waitReady(TEAM_B, 'accounts');
+    }),
+  );
+
+  it(
+    'a rollout of the operator hands over the Lease; the new leader reconciles a change',
+    guard(async () => {
+      const before = (await kubectlJson(['-n', SYSTEM, 'get', 'lease', 'kreg-operator'])).spec.holderIdentity;
+      await kubectl(['-n', SYSTEM, 'rollout', 'restart', 'deployment/kreg-operator']);
+      await kubectl(['-n', SYSTEM, 'rollout', 'status', 'deployment/kreg-operator', '--timeout=120s'], { timeoutMs: 150_000 });
+      const holder = await waitFor('a new leader', async () => {
+        const h = (await kubectlJson(['-n', SYSTEM, 'get', 'lease', 'kreg-operator'])).spec.holderIdentity;
+        return h && h !== before ? h : undefined;
+      }, 60_000, 250);
+      await kubectl(['apply', '-f', '-'], { input: resource('billing', TEAM_A, { ...embedded, settings: { LOG_LEVEL: 'error' } }) });
+      await waitFor('the change', async () => (await kubectlJson(['-n', TEAM_A, 'get', 'configmap', 'billing-config'])).data.LOG_LEVEL === 'error', 60_000, 250);
+      const logs = await kubectl(['-n', SYSTEM, 'logs', '-l', 'app.kubernetes.io/name=kreg-operator', '--tail=-1']);
+      assert.match(logs, /"leader election: leading"/);
+      console.log(`# operator install: leader after the rollout ${holder}`);
+    }),
+  );
+
+  it(
+    'uninstall removes the operator and keeps the CRD and the resources',
+    guard(async () => {
+      // The resources must not depend on the operator to be deleted later: delete one now, while it runs.
+      await kubectl(['-n', TEAM_B, 'delete', 'registrationservice', 'accounts', '--timeout=120s'], { timeoutMs: 150_000 });
+      const r = await kreg(['operator', 'uninstall', '--namespace', SYSTEM]);
+      assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+      assert.match(r.stdout, /kept CustomResourceDefinition\/registrationservices\.kreg\.dev/);
+      await kubectlJson(['get', 'crd', 'registrationservices.kreg.dev']);
+      assert.equal((await kubectlJson(['get', 'clusterroles', '-l', 'app.kubernetes.io/name=kreg-operator'])).items.length, 0);
+      assert.equal((await kubectlJson(['-n', TEAM_A, 'get', 'registrationservices'])).items.length, 2);
+      // Put it back so the after hook can delete the remaining resources through their finalizers.
+      const again = await kreg(['operator', 'install', '--namespace', SYSTEM, '--image', 'kreg/operator:dev']);
+      assert.equal(again.code, 0, again.stderr);
+    }),
+  );
+});
