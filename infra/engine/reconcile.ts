@@ -342,20 +342,38 @@ export async function writeParent(api: KubeApi, set: ApplySetRef, manager: strin
 }
 
 /** Stage: apply one phase group's changed objects (server-side apply, in parallel). */
-async function applyGroup(api: KubeApi, group: KubeObject[], memo: ReconcileMemo, manager: string, force: boolean, emit: EventSink): Promise<void> {
+/**
+ * Writes the taken-over managedFields, conditional on the resourceVersion they were computed from:
+ * another writer's managedFields entry must not be overwritten with an old copy. Status updates
+ * move the version often during a rollout, so a stale version means: read, compute again, retry.
+ */
+async function rewriteManagedFields(
+  api: KubeApi,
+  ref: ObjectRef,
+  planned: { resourceVersion: string; managedFields: unknown[] },
+  manager: string,
+  from: (manager: string) => boolean,
+): Promise<void> {
+  let next: { resourceVersion: string; managedFields: unknown[] } | undefined = planned;
+  for (let attempt = 0; next && attempt < 5; attempt++) {
+    try {
+      await api.jsonPatch(ref, [{ op: 'test', path: '/metadata/resourceVersion', value: next.resourceVersion }, { op: 'replace', path: '/metadata/managedFields', value: next.managedFields }], manager);
+      return;
+    } catch (err) {
+      if (!(err instanceof KubeApiError && (err.status === 409 || err.status === 422))) throw err;
+    }
+    const live = await api.get(ref);
+    const rewritten = live && takeOverManagedFields(live, manager, from);
+    next = rewritten && live.metadata.resourceVersion ? { resourceVersion: live.metadata.resourceVersion, managedFields: rewritten.managedFields } : undefined;
+  }
+}
+
+async function applyGroup(api: KubeApi, group: KubeObject[], memo: ReconcileMemo, manager: string, force: boolean, emit: EventSink, takeOverFrom?: (manager: string) => boolean): Promise<void> {
   const toApply = group.filter((o) => memo.changes[refKey(refOf(o))] !== 'unchanged');
   await mapLimit(toApply, 8, async (obj) => {
     const ref = refOf(obj);
     const takeover = memo.takeover?.[refKey(ref)];
-    if (takeover) {
-      // Conditional on the version planned from: if the object changed since, the rewrite is
-      // skipped and the next reconcile plans it again.
-      await api
-        .jsonPatch(ref, [{ op: 'test', path: '/metadata/resourceVersion', value: takeover.resourceVersion }, { op: 'replace', path: '/metadata/managedFields', value: takeover.managedFields }], manager)
-        .catch((err: unknown) => {
-          if (!(err instanceof KubeApiError && (err.status === 409 || err.status === 422))) throw err;
-        });
-    }
+    if (takeover && takeOverFrom) await rewriteManagedFields(api, ref, takeover, manager, takeOverFrom);
     try {
       const applied = await api.apply(obj, { fieldManager: manager, force });
       memo.known[refKey(ref)] = applied;
@@ -665,7 +683,7 @@ export async function reconcileOnce(client: KubeApi, input: KubeObject[], target
         // The parent lives in a namespace, so it is written once the namespaces phase is through;
         // as a superset of old and new kinds, so an interrupted run can still find everything.
         if (group.phase !== 'namespaces') await recordSuperset();
-        await applyGroup(api, group.objects, memo, manager, options.forceConflicts, emit);
+        await applyGroup(api, group.objects, memo, manager, options.forceConflicts, emit, options.takeOverFrom);
         for (const o of group.objects) if (memo.changes[refKey(refOf(o))] === 'unchanged') emit({ type: 'apply', ref: refOf(o), action: 'unchanged' });
         memo.groupApplied = true;
       }

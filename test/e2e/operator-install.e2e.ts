@@ -73,13 +73,19 @@ describe('kreg operator install: the operator in the cluster', { timeout: 15 * 6
       const lease = await kubectlJson(['-n', SYSTEM, 'get', 'lease', 'kreg-operator']);
       assert.ok(pods.some((p: any) => lease.spec.holderIdentity.startsWith(`${p.metadata.name}_`)), lease.spec.holderIdentity);
       // The ServiceAccount may do what the controller needs and no more.
+      // `kubectl auth can-i` prints yes and exits 0, or prints no and exits 1.
       const can = async (verb: string, what: string, ns = TEAM_A) =>
-        (await kubectl(['auth', 'can-i', verb, what, '-n', ns, `--as=system:serviceaccount:${SYSTEM}:kreg-operator`]).catch((e: Error) => e.message)).trim();
+        kubectl(['auth', 'can-i', verb, what, '-n', ns, `--as=system:serviceaccount:${SYSTEM}:kreg-operator`]).then(
+          (out) => out.trim(),
+          (e: Error) => (/failed \(exit 1\)/.test(e.message) ? 'no' : e.message),
+        );
       assert.equal(await can('patch', 'deployments.apps'), 'yes');
       assert.equal(await can('update', 'registrationservices.kreg.dev/status'), 'yes');
-      assert.match(await can('create', 'clusterroles.rbac.authorization.k8s.io'), /no/);
-      assert.match(await can('delete', 'customresourcedefinitions.apiextensions.k8s.io'), /no/);
-      assert.match(await can('create', 'pods'), /no/);
+      assert.equal(await can('create', 'clusterroles.rbac.authorization.k8s.io'), 'no');
+      assert.equal(await can('delete', 'customresourcedefinitions.apiextensions.k8s.io'), 'no');
+      assert.equal(await can('create', 'pods'), 'no');
+      assert.equal(await can('update', 'leases.coordination.k8s.io'), 'no', 'leases only in its own namespace');
+      assert.equal(await can('update', 'leases.coordination.k8s.io', SYSTEM), 'yes');
       // Installing again changes nothing.
       const again = await kreg(['operator', 'install', '--namespace', SYSTEM, '--image', 'kreg/operator:dev']);
       assert.equal(again.code, 0, again.stderr);
