@@ -8,10 +8,12 @@
  *   drift: a deleted Service → back; an edited Deployment → back
  *   bad image → Stalled
  *   idle after convergence: API requests and writes per minute
- *   RSS after convergence and after 1,000 reconciles
+ *   RSS after convergence and after 1,000 reconciles (in this process)
+ *   the operator as installed (`kreg operator install`, its image): RSS of the leading pod after
+ *   convergence and after 1,000 reconciles requested with reconcile.kreg.dev/requestedAt
  *
- * Needs `npm run cluster:up` and the image in the cluster (`npm run test:e2e` loads it). Bounded:
- * about 5 minutes.
+ * Needs `npm run cluster:up` and both images in the cluster (`npm run test:e2e` builds and loads
+ * them). Bounded: about 10 minutes.
  */
 import { KubeClient } from '../../infra/engine/client.js';
 import { deploy } from '../../infra/engine/deploy.js';
@@ -164,7 +166,60 @@ async function main(): Promise<void> {
     await deleteNamespace(NS);
     await deleteNamespace(CLI_NS);
   }
+  rows.push(...(await installedOperator()));
   console.log(`\n| measure | result | goal (notes §8) |\n|---|---|---|\n${rows.join('\n')}`);
+}
+
+/** The operator image as `kreg operator install` runs it: memory of the leading pod. */
+async function installedOperator(): Promise<string[]> {
+  const SYSTEM = 'kreg-bench-system';
+  const TEAM = 'kreg-bench-installed';
+  const { spawnSync } = await import('node:child_process');
+  const kreg = (args: string[]) => {
+    const r = spawnSync(process.execPath, ['bin/kreg.mjs', ...args], { cwd: new URL('../../', import.meta.url).pathname, env: { ...process.env, KUBECONFIG, NO_COLOR: '1' }, encoding: 'utf8', timeout: 300_000 });
+    if (r.status !== 0) throw new Error(`kreg ${args.join(' ')} exited ${r.status}: ${r.stdout}${r.stderr}`);
+    return r.stdout;
+  };
+  const client = await KubeClient.create({ kubeconfig: KUBECONFIG });
+  await deleteNamespace(TEAM);
+  kreg(['operator', 'install', '--namespace', SYSTEM]);
+  const leaderPod = async () => {
+    const holder = (await client.get({ apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', namespace: SYSTEM, name: 'kreg-operator' }))!.spec.holderIdentity as string;
+    return holder.slice(0, holder.lastIndexOf('_'));
+  };
+  const rssOf = async (pod: string) => Number(/VmRSS:\s+(\d+) kB/.exec(await kubectl(['-n', SYSTEM, 'exec', pod, '--', 'cat', '/proc/1/status']))![1]) * 1024;
+  try {
+    await kubectl(['create', 'namespace', TEAM]);
+    await client.apply({ apiVersion: API_VERSION, kind: KIND, metadata: { name: 'bench', namespace: TEAM }, spec: { image: IMAGE, database: { mode: 'embedded', storage: '1Gi' } } }, { fieldManager: 'bench' });
+    await until('Ready (installed operator)', async () => {
+      const now = await client.get({ apiVersion: API_VERSION, kind: KIND, namespace: TEAM, name: 'bench' });
+      return (now?.status?.conditions ?? []).some((c: { type: string; status: string }) => c.type === 'Ready' && c.status === 'True');
+    });
+    await new Promise((r) => setTimeout(r, 5000));
+    const pod = await leaderPod();
+    const converged = await rssOf(pod);
+    const t0 = performance.now();
+    for (let i = 0; i < 1000; i++) {
+      const stamp = `bench-${i}`;
+      await client.request('PATCH', `/apis/${API_VERSION}/namespaces/${TEAM}/registrationservices/bench`, {
+        contentType: 'application/merge-patch+json',
+        body: { metadata: { annotations: { 'reconcile.kreg.dev/requestedAt': stamp } } },
+      });
+      await until('the request handled', async () => (await client.get({ apiVersion: API_VERSION, kind: KIND, namespace: TEAM, name: 'bench' }))?.status?.lastHandledReconcileAt === stamp, 60_000, 5);
+    }
+    const perReconcile = (performance.now() - t0) / 1000;
+    const after = await rssOf(pod);
+    if ((await leaderPod()) !== pod) throw new Error('the leader changed during the measurement');
+    return [
+      `| the installed operator (its image, in the cluster): RSS of the leader after convergence / after 1,000 requested reconciles | ${mib(converged)} / ${mib(after)} (${perReconcile.toFixed(0)} ms per requested reconcile, request to status) | ≤ 160 MB |`,
+    ];
+  } finally {
+    await client.delete({ apiVersion: API_VERSION, kind: KIND, namespace: TEAM, name: 'bench' }).catch(() => false);
+    await until('the resource to go', async () => (await client.get({ apiVersion: API_VERSION, kind: KIND, namespace: TEAM, name: 'bench' })) === undefined, 120_000, 200).catch(() => {});
+    await deleteNamespace(TEAM);
+    kreg(['operator', 'uninstall', '--namespace', SYSTEM]);
+    client.close();
+  }
 }
 
 await main();

@@ -2,6 +2,7 @@
  * What the end-to-end tests need from a real cluster, done the way a user does it: the `kubectl`
  * binary and a kubeconfig (the local test cluster's by default, any cluster via KUBECONFIG/KUBECTL).
  */
+import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -168,4 +169,66 @@ export async function postJson(url: string, body: unknown): Promise<{ status: nu
     /* keep text */
   }
   return { status: res.status, body: parsed };
+}
+
+/**
+ * Runs `node -e script` in a pod of `image` (any image with node: the service's) in `namespace`, as
+ * an in-cluster client, non-root and locked down; resolves with its logs once it succeeded.
+ */
+export async function runNodePod(namespace: string, image: string, name: string, script: string): Promise<string> {
+  const pod = {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name, namespace },
+    spec: {
+      restartPolicy: 'Never',
+      automountServiceAccountToken: false,
+      securityContext: { runAsNonRoot: true, runAsUser: 10001, runAsGroup: 10001, seccompProfile: { type: 'RuntimeDefault' } },
+      containers: [
+        {
+          name: 'client',
+          image,
+          imagePullPolicy: 'IfNotPresent',
+          command: ['node', '-e', script],
+          securityContext: { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } },
+          resources: { requests: { cpu: '50m', memory: '64Mi' }, limits: { cpu: '500m', memory: '128Mi' } },
+        },
+      ],
+    },
+  };
+  await kubectl(['apply', '-f', '-'], { input: JSON.stringify(pod) });
+  const phase = await waitFor(
+    `client pod ${name} to finish`,
+    async () => {
+      const p = await kubectlJson(['-n', namespace, 'get', 'pod', name]);
+      return ['Succeeded', 'Failed'].includes(p.status.phase) ? (p.status.phase as string) : undefined;
+    },
+    120_000,
+  );
+  const logs = await kubectl(['-n', namespace, 'logs', name]);
+  await kubectl(['-n', namespace, 'delete', 'pod', name, '--wait=false']);
+  assert.equal(phase, 'Succeeded', `client pod failed:\n${logs}`);
+  return logs;
+}
+
+/**
+ * A script for runNodePod: a bounded steady load, 10 requests a second (600 at most, about 60 s),
+ * each with a 5 s timeout; prints `{ok, failed, errors}` as its last line. `expected` is the status
+ * that counts as answered (a GET of an unknown user: 404).
+ */
+export function steadyLoadScript(url: string, expected: number): string {
+  return `(async () => {
+    const counts = { ok: 0, failed: 0, errors: {} };
+    const started = Date.now();
+    for (let i = 0; i < 600; i++) {
+      const t = Date.now();
+      try {
+        const r = await fetch(${JSON.stringify(url)}, { signal: AbortSignal.timeout(5000) });
+        if (r.status === ${expected}) counts.ok++; else { counts.failed++; counts.errors[r.status] = (counts.errors[r.status] || 0) + 1; }
+      } catch (e) { counts.failed++; const k = e.cause?.code || e.name; counts.errors[k] = (counts.errors[k] || 0) + 1; }
+      await new Promise((r) => setTimeout(r, Math.max(0, 100 - (Date.now() - t))));
+      if (Date.now() - started > 65000) break;
+    }
+    console.log(JSON.stringify(counts));
+  })().catch((e) => { console.error(e); process.exit(1); })`;
 }

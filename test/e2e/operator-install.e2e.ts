@@ -3,14 +3,15 @@
  * the operator image, one leading), then RegistrationServices in two namespaces reconciled by the
  * in-cluster copy with its ServiceAccount's least-privilege RBAC: Ready with independent status,
  * invalid resources refused at admission, suspend/resume/requestedAt, fields added with kubectl
- * removed, a rollout of the operator itself handed over, and uninstall keeping the CRD.
+ * removed, a rollout of the operator itself handed over, the kube-apiserver killed and restarted,
+ * and uninstall keeping the CRD.
  *
  * Needs kreg/operator:dev and kreg/registration:dev loaded into the cluster (npm run test:e2e does).
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
-import { deleteNamespace, diagnostics, failureTracker, KUBECONFIG, kubectl, kubectlJson, portForward, postJson, ROOT, waitFor } from './kube.js';
+import { deleteNamespace, diagnostics, failureTracker, KUBECONFIG, kubectl, kubectlJson, portForward, postJson, ROOT, runNodePod, steadyLoadScript, waitFor } from './kube.js';
 
 const SYSTEM = 'kreg-e2e-system';
 const TEAM_A = 'kreg-e2e-team-a';
@@ -122,6 +123,34 @@ describe('kreg operator install: the operator in the cluster', { timeout: 15 * 6
   );
 
   it(
+    'an image change rolls the pods with zero failed requests of 600 from an in-cluster client',
+    guard(async () => {
+      const tagged = await new Promise<{ code: number | null; out: string }>((resolve) => {
+        const child = spawn('bash', ['test/cluster/tag-image.sh', 'kreg/registration:dev', 'kreg/registration:e2e-rollout'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+        let out = '';
+        child.stdout.on('data', (d) => (out += d));
+        child.stderr.on('data', (d) => (out += d));
+        child.on('close', (code) => resolve({ code, out }));
+      });
+      assert.equal(tagged.code, 0, tagged.out);
+      const client = runNodePod(TEAM_A, 'kreg/registration:dev', 'operator-rollout-client', steadyLoadScript(`http://accounts.${TEAM_A}.svc.cluster.local/users/00000000-0000-4000-8000-000000000000`, 404));
+      await new Promise((r) => setTimeout(r, 5000));
+      const t0 = performance.now();
+      await kubectl(['apply', '-f', '-'], { input: resource('accounts', TEAM_A, { ...embedded, image: 'kreg/registration:e2e-rollout' }) });
+      await waitFor('the new image Ready', async () => {
+        const cr = await getCr(TEAM_A, 'accounts');
+        const dep = await kubectlJson(['-n', TEAM_A, 'get', 'deployment', 'accounts']);
+        return cr.status.observedGeneration === cr.metadata.generation && condition(cr, 'Ready')?.status === 'True' && dep.spec.template.spec.containers[0].image === 'kreg/registration:e2e-rollout' && dep.status.updatedReplicas === 1 && (dep.status.replicas ?? 0) === 1;
+      }, 55_000, 250);
+      const rolled = (performance.now() - t0) / 1000;
+      const counts = JSON.parse((await client).trim().split('\n').pop()!) as { ok: number; failed: number; errors: Record<string, number> };
+      console.log(`# operator install: image change rolled and Ready in ${rolled.toFixed(1)} s; ${counts.ok} ok, ${counts.failed} failed ${JSON.stringify(counts.errors)}`);
+      assert.ok(counts.ok > 100, JSON.stringify(counts));
+      assert.equal(counts.failed, 0, `failed requests during the roll: ${JSON.stringify(counts)}`);
+    }),
+  );
+
+  it(
     'invalid resources are refused at admission with the field path; nothing is applied',
     guard(async () => {
       const refused = async (body: string, pattern: RegExp) => {
@@ -197,6 +226,34 @@ describe('kreg operator install: the operator in the cluster', { timeout: 15 * 6
       const logs = await kubectl(['-n', SYSTEM, 'logs', '-l', 'app.kubernetes.io/name=kreg-operator', '--tail=-1']);
       assert.match(logs, /"leader election: leading"/);
       console.log(`# operator install: leader after the rollout ${holder}`);
+    }),
+  );
+
+  it(
+    'the kube-apiserver is killed mid-reconcile and restarted: the operator recovers without restarting and reconciles the next change',
+    guard(async () => {
+      const restarts = async () =>
+        (await kubectlJson(['-n', SYSTEM, 'get', 'pods', '-l', 'app.kubernetes.io/name=kreg-operator'])).items.reduce((n: number, p: any) => n + (p.status.containerStatuses?.[0]?.restartCount ?? 0), 0);
+      const restartsBefore = await restarts();
+      await kubectl(['apply', '-f', '-'], { input: resource('billing', TEAM_A, { ...embedded, settings: { LOG_LEVEL: 'warn' } }) });
+      const restarted = await new Promise<{ code: number | null; out: string }>((resolve) => {
+        const child = spawn('bash', ['test/cluster/restart-apiserver.sh', '--down-seconds', '3'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+        let out = '';
+        child.stdout.on('data', (d) => (out += d));
+        child.stderr.on('data', (d) => (out += d));
+        child.on('close', (code) => resolve({ code, out }));
+      });
+      assert.equal(restarted.code, 0, restarted.out);
+      console.log(`# operator install: ${restarted.out.trim()}`);
+      await waitFor('the change made before the restart', async () => (await kubectlJson(['-n', TEAM_A, 'get', 'configmap', 'billing-config'])).data.LOG_LEVEL === 'warn', 90_000, 500);
+      // A change made after the restart reaches the operator through its re-established watches
+      // (the periodic resync is 10 minutes away).
+      const t0 = performance.now();
+      await kubectl(['apply', '-f', '-'], { input: resource('billing', TEAM_A, { ...embedded, settings: { LOG_LEVEL: 'info' } }) });
+      await waitFor('the change made after the restart', async () => (await kubectlJson(['-n', TEAM_A, 'get', 'configmap', 'billing-config'])).data.LOG_LEVEL === 'info', 60_000, 250);
+      console.log(`# operator install: a change after the API server restart reconciled in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+      await waitReady(TEAM_A, 'billing');
+      assert.equal(await restarts(), restartsBefore, 'an operator container restarted');
     }),
   );
 

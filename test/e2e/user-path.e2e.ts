@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 import { buildApp } from '../../infra/main.js';
-import { deleteNamespace, diagnostics, failureTracker, kubectl, kubectlJson, portForward, postJson, readManifests, ROOT, waitFor } from './kube.js';
+import { deleteNamespace, diagnostics, failureTracker, kubectl, kubectlJson, portForward, postJson, readManifests, ROOT, runNodePod, steadyLoadScript, waitFor } from './kube.js';
 
 const manifests = (() => {
   const r = spawnSync('npm', ['run', '--silent', 'synth', '--', '--env', 'dev'], { cwd: ROOT, encoding: 'utf8' });
@@ -45,41 +45,7 @@ async function readyPod(): Promise<{ name: string; uid: string }> {
 }
 
 /** Runs a one-shot client pod (the service image has Node) that executes `script` and returns its stdout. */
-async function runClientPod(name: string, script: string): Promise<string> {
-  const pod = {
-    apiVersion: 'v1',
-    kind: 'Pod',
-    metadata: { name, namespace },
-    spec: {
-      restartPolicy: 'Never',
-      automountServiceAccountToken: false,
-      securityContext: { runAsNonRoot: true, runAsUser: 10001, runAsGroup: 10001, seccompProfile: { type: 'RuntimeDefault' } },
-      containers: [
-        {
-          name: 'client',
-          image,
-          imagePullPolicy: 'IfNotPresent',
-          command: ['node', '-e', script],
-          securityContext: { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } },
-          resources: { requests: { cpu: '50m', memory: '64Mi' }, limits: { cpu: '500m', memory: '128Mi' } },
-        },
-      ],
-    },
-  };
-  await kubectl(['apply', '-f', '-'], { input: JSON.stringify(pod) });
-  const phase = await waitFor(
-    `client pod ${name} to finish`,
-    async () => {
-      const p = await kubectlJson(['-n', namespace, 'get', 'pod', name]);
-      return ['Succeeded', 'Failed'].includes(p.status.phase) ? (p.status.phase as string) : undefined;
-    },
-    120_000,
-  );
-  const logs = await kubectl(['-n', namespace, 'logs', name]);
-  await kubectl(['-n', namespace, 'delete', 'pod', name, '--wait=false']);
-  assert.equal(phase, 'Succeeded', `client pod failed:\n${logs}`);
-  return logs;
-}
+const runClientPod = (name: string, script: string) => runNodePod(namespace, image, name, script);
 
 describe(`e2e on a real cluster: ${namespace}`, { timeout: 15 * 60_000 }, () => {
   before(async () => {
@@ -155,21 +121,8 @@ describe(`e2e on a real cluster: ${namespace}`, { timeout: 15 * 60_000 }, () => 
       const before = await readyPod();
       // An in-cluster client sends a bounded load through the Service: 10 requests/s, 600 at most,
       // for about 60 s, which covers the re-apply (after 5 s) and the roll.
-      const script = `
-        const base = ${JSON.stringify(inClusterUrl)};
-        const counts = { ok: 0, failed: 0, errors: {} };
-        const started = Date.now();
-        for (let i = 0; i < 600; i++) {
-          const t = Date.now();
-          try {
-            const r = await fetch(base + '/users/' + ${JSON.stringify('00000000-0000-4000-8000-000000000000')}, { signal: AbortSignal.timeout(5000) });
-            if (r.status === 404) counts.ok++; else { counts.failed++; counts.errors[r.status] = (counts.errors[r.status] || 0) + 1; }
-          } catch (e) { counts.failed++; const k = e.cause?.code || e.name; counts.errors[k] = (counts.errors[k] || 0) + 1; }
-          await new Promise((r) => setTimeout(r, Math.max(0, 100 - (Date.now() - t))));
-          if (Date.now() - started > 65000) break;
-        }
-        console.log(JSON.stringify(counts));`;
-      const client = runClientPod('e2e-rollout-client', `(async () => { ${script} })().catch((e) => { console.error(e); process.exit(1); })`);
+      const script = steadyLoadScript(`${inClusterUrl}/users/00000000-0000-4000-8000-000000000000`, 404);
+      const client = runClientPod('e2e-rollout-client', script);
       await new Promise((r) => setTimeout(r, 5000));
       const objects = buildApp({ env: 'dev', settings: { RATE_LIMIT_LOGIN: '31' } }).charts.flatMap((c) => c.toJson());
       const t0 = performance.now();
