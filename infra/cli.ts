@@ -9,9 +9,11 @@ import { EXIT } from './cli/render.js';
 
 /**
  * The named environments (infra/spec.ts NAMED_SPECS), spelled here so that parsing arguments and
- * printing help load no schema library; a test keeps the two lists equal.
+ * printing help load no schema library; a test keeps them equal to the spec's.
  */
 export const ENVIRONMENT_NAMES = ['dev', 'prod'] as const;
+/** Each environment's namespace (NAMED_SPECS[env].namespace), for commands that do not synthesize. */
+export const ENVIRONMENT_NAMESPACES: Record<(typeof ENVIRONMENT_NAMES)[number], string> = { dev: 'kreg-dev', prod: 'kreg-prod' };
 
 const COMMANDS = ['synth', 'diff', 'deploy', 'status', 'rollback', 'destroy', 'verify'] as const;
 type Command = (typeof COMMANDS)[number];

@@ -3,21 +3,14 @@
  * or a cluster. Loaded by `infra/cli.ts` only for a command that runs, so `kreg --help` and a usage
  * error never load cdk8s, zod or the Kubernetes client.
  */
-import { buildApp, ENVIRONMENTS, environmentSpec, synthToDisk, type BuildAppOptions } from '../main.js';
-import { parseSpec, SpecError } from '../spec.js';
 import { adviceFor, EXIT, exitCodeOf, LineRenderer, renderDiff, renderStatus } from './render.js';
 import { chooseRevision, deploy, destroy, diff, KubeClient, rollback, status, toEngineError, type DeployReport, type EngineEvent, type EngineFailure, type KubeObject, type Target } from '../engine/index.js';
 import { verifyRegistration } from '../verify.js';
-import type { Cli, Io } from '../cli.js';
-
-/** The registration app's objects for an environment, built in-process. */
-export function desiredObjects(options: BuildAppOptions): KubeObject[] {
-  return buildApp(options).charts.flatMap((c) => c.toJson() as KubeObject[]);
-}
+import { ENVIRONMENT_NAMESPACES, type Cli, type Io } from '../cli.js';
 
 /** Where kreg records what it owns for an environment: Secret `kreg-<env>` in the env's namespace. */
 export function targetFor(env: string): Target {
-  const namespace = ENVIRONMENTS[env as keyof typeof ENVIRONMENTS].namespace;
+  const namespace = ENVIRONMENT_NAMESPACES[env as keyof typeof ENVIRONMENT_NAMESPACES];
   return { set: { name: `kreg-${env}`, namespace } };
 }
 
@@ -25,7 +18,10 @@ export function targetFor(env: string): Target {
 export async function execute(cli: Cli, io: Io, environ: NodeJS.ProcessEnv): Promise<number> {
   // The spec is checked before anything else (no kubeconfig, no cluster): a bad one is a usage
   // error, listed field by field.
-  if (cli.command === 'synth' || cli.command === 'diff' || cli.command === 'deploy') {
+  // The charts, cdk8s and the spec's schema load only for the commands that synthesize.
+  const synthesizing = cli.command === 'synth' || cli.command === 'diff' || cli.command === 'deploy';
+  const { desiredObjects, environmentSpec, parseSpec, SpecError, synthToDisk } = synthesizing ? await import('./synth.js') : ({} as typeof import('./synth.js'));
+  if (synthesizing) {
     try {
       parseSpec(environmentSpec({ env: cli.env, ...(cli.image ? { image: cli.image } : {}) }).spec, `spec of environment "${cli.env}"`);
     } catch (err) {

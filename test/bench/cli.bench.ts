@@ -60,7 +60,7 @@ async function main(): Promise<void> {
     const synth = await timed(process.execPath, [...kreg, 'synth', '--outdir', 'dist']);
     if (synth.code !== 0) throw new Error(`kreg synth: ${synth.out}`);
     await row('`kreg status` / `kubectl get` of the same objects', ['status'], ['-n', 'kreg-dev', 'get', 'deployments,services,persistentvolumeclaims,configmaps'], '≤ 400 ms');
-    await row('no-op `kreg deploy` / no-op `kubectl apply --server-side -f dist/`', ['deploy'], ['apply', '--server-side', '--field-manager', 'kreg-bench', '--force-conflicts', '-f', 'dist/'], '≤ 500 ms');
+    await row('no-op `kreg deploy` / no-op `kubectl apply --server-side --field-manager kreg -f dist/`', ['deploy'], ['apply', '--server-side', '--field-manager', 'kreg', '-f', 'dist/'], '≤ 500 ms');
     const destroyed = await timed(process.execPath, [...kreg, 'destroy', '--include-kept']);
     if (destroyed.code !== 0) throw new Error(`kreg destroy: ${destroyed.out}`);
   } else {

@@ -166,8 +166,8 @@ async function main(): Promise<void> {
     await deleteNamespace(NS);
     await deleteNamespace(CLI_NS);
   }
-  rows.push(...(await installedOperator()));
   console.log(`\n| measure | result | goal (notes §8) |\n|---|---|---|\n${rows.join('\n')}`);
+  for (const row of await installedOperator()) console.log(row);
 }
 
 /** The operator image as `kreg operator install` runs it: memory of the leading pod. */
@@ -205,7 +205,11 @@ async function installedOperator(): Promise<string[]> {
         contentType: 'application/merge-patch+json',
         body: { metadata: { annotations: { 'reconcile.kreg.dev/requestedAt': stamp } } },
       });
-      await until('the request handled', async () => (await client.get({ apiVersion: API_VERSION, kind: KIND, namespace: TEAM, name: 'bench' }))?.status?.lastHandledReconcileAt === stamp, 60_000, 5);
+      await until('the request handled', async () => (await client.get({ apiVersion: API_VERSION, kind: KIND, namespace: TEAM, name: 'bench' }))?.status?.lastHandledReconcileAt === stamp, 60_000, 5).catch(async (err: Error) => {
+        const now = await client.get({ apiVersion: API_VERSION, kind: KIND, namespace: TEAM, name: 'bench' });
+        const logs = await kubectl(['-n', SYSTEM, 'logs', pod, '--tail=20']).catch((e: Error) => e.message);
+        throw new Error(`${err.message} (request ${i} of 1000; status ${JSON.stringify(now?.status)}; leader's last lines:\n${logs})`);
+      });
     }
     const perReconcile = (performance.now() - t0) / 1000;
     const after = await rssOf(pod);

@@ -18,9 +18,10 @@ const TEAM_A = 'kreg-e2e-team-a';
 const TEAM_B = 'kreg-e2e-team-b';
 const { guard, failed } = failureTracker();
 
-function kreg(args: string[], timeoutMs = 240_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+/** Runs a command in the repository; resolves with its exit code and output (never rejects). */
+function run(command: string, args: string[], timeoutMs = 240_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['bin/kreg.mjs', ...args], { cwd: ROOT, env: { ...process.env, KUBECONFIG, NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(command, args, { cwd: ROOT, env: { ...process.env, KUBECONFIG, NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
@@ -32,6 +33,7 @@ function kreg(args: string[], timeoutMs = 240_000): Promise<{ code: number | nul
     });
   });
 }
+const kreg = (args: string[]) => run(process.execPath, ['bin/kreg.mjs', ...args]);
 
 const resource = (name: string, namespace: string, spec: Record<string, unknown>, annotations?: Record<string, string>) =>
   JSON.stringify({ apiVersion: 'kreg.dev/v1alpha1', kind: 'RegistrationService', metadata: { name, namespace, ...(annotations ? { annotations } : {}) }, spec });
@@ -125,14 +127,8 @@ describe('kreg operator install: the operator in the cluster', { timeout: 15 * 6
   it(
     'an image change rolls the pods with zero failed requests of 600 from an in-cluster client',
     guard(async () => {
-      const tagged = await new Promise<{ code: number | null; out: string }>((resolve) => {
-        const child = spawn('bash', ['test/cluster/tag-image.sh', 'kreg/registration:dev', 'kreg/registration:e2e-rollout'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-        let out = '';
-        child.stdout.on('data', (d) => (out += d));
-        child.stderr.on('data', (d) => (out += d));
-        child.on('close', (code) => resolve({ code, out }));
-      });
-      assert.equal(tagged.code, 0, tagged.out);
+      const tagged = await run('bash', ['test/cluster/tag-image.sh', 'kreg/registration:dev', 'kreg/registration:e2e-rollout']);
+      assert.equal(tagged.code, 0, tagged.stdout + tagged.stderr);
       const client = runNodePod(TEAM_A, 'kreg/registration:dev', 'operator-rollout-client', steadyLoadScript(`http://accounts.${TEAM_A}.svc.cluster.local/users/00000000-0000-4000-8000-000000000000`, 404));
       await new Promise((r) => setTimeout(r, 5000));
       const t0 = performance.now();
@@ -236,15 +232,9 @@ describe('kreg operator install: the operator in the cluster', { timeout: 15 * 6
         (await kubectlJson(['-n', SYSTEM, 'get', 'pods', '-l', 'app.kubernetes.io/name=kreg-operator'])).items.reduce((n: number, p: any) => n + (p.status.containerStatuses?.[0]?.restartCount ?? 0), 0);
       const restartsBefore = await restarts();
       await kubectl(['apply', '-f', '-'], { input: resource('billing', TEAM_A, { ...embedded, settings: { LOG_LEVEL: 'warn' } }) });
-      const restarted = await new Promise<{ code: number | null; out: string }>((resolve) => {
-        const child = spawn('bash', ['test/cluster/restart-apiserver.sh', '--down-seconds', '3'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-        let out = '';
-        child.stdout.on('data', (d) => (out += d));
-        child.stderr.on('data', (d) => (out += d));
-        child.on('close', (code) => resolve({ code, out }));
-      });
-      assert.equal(restarted.code, 0, restarted.out);
-      console.log(`# operator install: ${restarted.out.trim()}`);
+      const restarted = await run('bash', ['test/cluster/restart-apiserver.sh', '--down-seconds', '3']);
+      assert.equal(restarted.code, 0, restarted.stdout + restarted.stderr);
+      console.log(`# operator install: ${restarted.stdout.trim()}`);
       await waitFor('the change made before the restart', async () => (await kubectlJson(['-n', TEAM_A, 'get', 'configmap', 'billing-config'])).data.LOG_LEVEL === 'warn', 90_000, 500);
       // A change made after the restart reaches the operator through its re-established watches
       // (the periodic resync is 10 minutes away).

@@ -5,8 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { describe, it } from 'node:test';
-import { ENVIRONMENT_NAMES, parseCli, parseDuration, run } from '../../infra/cli.js';
-import { SPEC_NAMES } from '../../infra/spec.js';
+import { ENVIRONMENT_NAMES, ENVIRONMENT_NAMESPACES, parseCli, parseDuration, run } from '../../infra/cli.js';
+import { NAMED_SPECS, SPEC_NAMES } from '../../infra/spec.js';
 import { EXIT } from '../../infra/cli/render.js';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
@@ -22,6 +22,7 @@ async function kreg(args: string[], environ: NodeJS.ProcessEnv = {}) {
 describe('kreg CLI', () => {
   it('knows the same environments as the spec (spelled twice so --help loads no schema library)', () => {
     assert.deepEqual([...ENVIRONMENT_NAMES], SPEC_NAMES);
+    for (const name of SPEC_NAMES) assert.equal(ENVIRONMENT_NAMESPACES[name], NAMED_SPECS[name].namespace);
   });
 
   it('prints help with the exit codes, per command too', async () => {

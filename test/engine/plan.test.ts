@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { byPhase, classifyChange, duplicates, mergeFieldSets, normalizeForDiff, phaseOf, prepareObject, takeOverManagedFields } from '../../infra/engine/plan.js';
-import { desiredObjects } from '../../infra/cli/commands.js';
+import { desiredObjects } from '../../infra/cli/synth.js';
 import type { KubeObject } from '../../infra/engine/types.js';
 
 const obj = (apiVersion: string, kind: string, name: string, extra: Partial<KubeObject> = {}): KubeObject => ({ apiVersion, kind, metadata: { name }, ...extra });
