@@ -3,7 +3,6 @@
  * can build as many apps as they like, each with its own database, metrics and limits.
  */
 import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
-import { Scalar } from '@scalar/hono-api-reference';
 import type { Context, MiddlewareHandler } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { HTTPException } from 'hono/http-exception';
@@ -12,6 +11,7 @@ import { secureHeaders } from 'hono/secure-headers';
 import type { ZodError } from 'zod';
 import { HEALTH_PATHS } from './contract.js';
 import type { Metrics } from './http/metrics.js';
+import { mountDocs } from './http/docs.js';
 import { ProblemType, problem, type FieldError } from './http/problem.js';
 import { RateLimiter } from './http/rate-limit.js';
 import type { Lifecycle } from './lifecycle.js';
@@ -153,6 +153,8 @@ function fieldErrors(error: ZodError): FieldError[] {
   return out;
 }
 
+const API_CSP = "default-src 'none'; frame-ancestors 'none'";
+
 export function buildApp(deps: AppDeps): OpenAPIHono<Env> {
   const { users, metrics, logger, lifecycle, options } = deps;
 
@@ -226,6 +228,11 @@ export function buildApp(deps: AppDeps): OpenAPIHono<Env> {
   });
   app.use('*', metrics.middleware());
   app.use('*', secureHeaders());
+  // Nothing the API answers is a page to render or frame; /docs sets its own, wider policy.
+  app.use('*', async (c, next) => {
+    await next();
+    if (!c.res.headers.has('content-security-policy')) c.header('content-security-policy', API_CSP);
+  });
   // While draining, every response asks the client to drop its keep-alive connection. The next
   // request then opens a new connection, which the Service routes to a pod that is still ready,
   // instead of riding a socket this process is about to close (a reset the client would see).
@@ -328,7 +335,7 @@ export function buildApp(deps: AppDeps): OpenAPIHono<Env> {
         'User registration and credential checks. Every error is application/problem+json (RFC 9457).',
     },
   });
-  app.get('/docs', Scalar({ url: '/openapi.json', pageTitle: 'kreg registration API' }));
+  mountDocs(app);
 
   // Known paths answer other methods with 405 + Allow rather than a misleading 404.
   const allowedMethods = (path: string): string[] => {
@@ -344,7 +351,8 @@ export function buildApp(deps: AppDeps): OpenAPIHono<Env> {
 
   app.notFound((c) => {
     const allow = allowedMethods(c.req.path);
-    if (allow.length > 0) {
+    // A route that exists for this method but found nothing (an unknown /docs asset) is a 404.
+    if (allow.length > 0 && !allow.includes(c.req.method)) {
       return problem(c, {
         status: 405,
         title: 'Method Not Allowed',

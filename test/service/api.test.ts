@@ -220,7 +220,8 @@ describe('registration API (app.request, temp file database)', () => {
     assert.equal(registerSchema.additionalProperties, false, 'unknown fields are documented as rejected');
     const docs = await t.app.request('/docs');
     assert.equal(docs.status, 200);
-    assert.match(await docs.text(), /openapi\.json/);
+    assert.match(await docs.text(), /<script src="\/docs\/assets\/init\.js">/);
+    assert.match(await (await t.app.request('/docs/assets/init.js')).text(), /url: '\/openapi\.json'/);
   });
 
   test('metrics count requests by route pattern and registrations by outcome', async () => {
