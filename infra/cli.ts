@@ -32,6 +32,11 @@ const EXIT_CODES = `Exit codes:
 
 const COMMON = `Common options:
   -e, --env <name>        environment: ${ENVIRONMENT_NAMES.join(', ')} (default: $KREG_ENV or dev)
+  -f, --filename <path>   diff/deploy any manifests instead: a YAML/JSON file, a directory of them,
+                          or - for standard input (with --name)
+      --name <set>        the ApplySet recording what -f deployed (status, rollback, destroy find
+                          it by this name); its parent is the Secret <set> in -n
+  -n, --namespace <ns>    the set's namespace, and where namespaced objects without one go (default: default)
       --kubeconfig <path> kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then in-cluster)
       --context <name>    kubeconfig context (default: the current context)
   -o, --output <format>   text (default; live lines, coloured on a TTY) or json (one report on stdout)
@@ -53,7 +58,8 @@ Commands:
   verify     through an API port-forward: /readyz, register a throwaway user, log in
   operator   the RegistrationService controller: print its CRD, or run it (kreg operator --help)
 
-Run kreg <command> --help for its options.
+Run kreg <command> --help for its options. Any manifests, not only this app:
+  kreg deploy -f k8s/ --name web -n demo; kreg status --name web -n demo; kreg destroy --name web -n demo
 
 ${COMMON}
 
@@ -124,6 +130,8 @@ ${EXIT_CODES}`,
 export interface Cli {
   command: Command;
   env: string;
+  /** Any manifests instead of an environment: the ApplySet `name` in `namespace`, objects from `filename`. */
+  set?: { name: string; namespace: string; filename?: string };
   image?: string;
   outdir?: string;
   kubeconfig?: string;
@@ -145,6 +153,29 @@ export function parseDuration(text: string): number {
   const n = Number(m[1]);
   const unit = m[2] ?? 's';
   return Math.round(n * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[unit]!);
+}
+
+const SET_COMMANDS: readonly Command[] = ['diff', 'deploy', 'status', 'rollback', 'destroy'];
+const NAME_PATTERN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+
+/** `-f`, `--name`, `-n`: any manifests as an ApplySet of their own, instead of an environment. */
+function parseSetOptions(command: Command, values: Record<string, string | boolean | undefined>): Cli['set'] {
+  const filename = values.filename as string | undefined;
+  const name = values.name as string | undefined;
+  const namespace = values.namespace as string | undefined;
+  if (filename === undefined && name === undefined) {
+    if (namespace !== undefined) throw new UsageError('-n/--namespace goes with --name <set> (an environment has its own namespace)');
+    return undefined;
+  }
+  if (!SET_COMMANDS.includes(command)) throw new UsageError(`kreg ${command} works on the environments only; -f/--name are for ${SET_COMMANDS.join(', ')}`);
+  if (values.env !== undefined) throw new UsageError('--env and --name are two ways to say what to work on; give one');
+  if (values.image !== undefined) throw new UsageError('--image sets an environment\'s image; with -f, the manifests say which images they run');
+  if (name === undefined) throw new UsageError('-f needs --name <set>: the ApplySet that records what was deployed, so the next deploy can prune what is gone');
+  if (!NAME_PATTERN.test(name) || name.length > 53) throw new UsageError(`--name "${name}" must be a DNS label: lowercase letters, digits and "-", at most 53 characters`);
+  if (filename === undefined && (command === 'deploy' || command === 'diff')) throw new UsageError(`kreg ${command} --name needs -f <file|dir|->: the objects to ${command}`);
+  if (filename !== undefined && !(command === 'deploy' || command === 'diff')) throw new UsageError(`-f is for deploy and diff; kreg ${command} finds the set by --name`);
+  if (namespace !== undefined && !NAME_PATTERN.test(namespace)) throw new UsageError(`-n "${namespace}" is not a namespace name`);
+  return { name, namespace: namespace ?? 'default', ...(filename !== undefined ? { filename } : {}) };
 }
 
 export function parseCli(argv: string[], environ: NodeJS.ProcessEnv = process.env): Cli | { help: string } {
@@ -170,6 +201,9 @@ export function parseCli(argv: string[], environ: NodeJS.ProcessEnv = process.en
         'force-conflicts': { type: 'boolean' },
         'include-kept': { type: 'boolean' },
         to: { type: 'string' },
+        filename: { type: 'string', short: 'f' },
+        name: { type: 'string' },
+        namespace: { type: 'string', short: 'n' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -177,6 +211,7 @@ export function parseCli(argv: string[], environ: NodeJS.ProcessEnv = process.en
     throw new UsageError(`${(err as Error).message} (kreg ${command} --help)`);
   }
   if (values.help) return { help: HELP[command] };
+  const set = parseSetOptions(command, values);
   const env = (values.env as string | undefined) ?? environ.KREG_ENV ?? 'dev';
   if (!(ENVIRONMENT_NAMES as readonly string[]).includes(env)) throw new UsageError(`unknown environment "${env}"; expected one of: ${ENVIRONMENT_NAMES.join(', ')}`);
   const output = (values.output as string | undefined) ?? 'text';
@@ -186,10 +221,11 @@ export function parseCli(argv: string[], environ: NodeJS.ProcessEnv = process.en
     to = Number(values.to);
     if (!Number.isInteger(to) || to < 1) throw new UsageError(`--to must be a revision number (got "${values.to}")`);
   }
-  const image = (values.image as string | undefined) ?? environ.KREG_IMAGE;
+  const image = set ? undefined : ((values.image as string | undefined) ?? environ.KREG_IMAGE);
   return {
     command,
     env,
+    ...(set ? { set } : {}),
     ...(image ? { image } : {}),
     ...(values.outdir ? { outdir: values.outdir as string } : {}),
     ...(values.kubeconfig ? { kubeconfig: values.kubeconfig as string } : {}),

@@ -6,6 +6,7 @@
 import { adviceFor, EXIT, exitCodeOf, LineRenderer, renderDiff, renderStatus } from './render.js';
 import { chooseRevision, deploy, destroy, diff, KubeClient, rollback, status, toEngineError, type DeployReport, type EngineEvent, type EngineFailure, type KubeObject, type Target } from '../engine/index.js';
 import { verifyRegistration } from '../verify.js';
+import { readFileSync } from 'node:fs';
 import { ENVIRONMENT_NAMESPACES, type Cli, type Io } from '../cli.js';
 
 /** Where kreg records what it owns for an environment: Secret `kreg-<env>` in the env's namespace. */
@@ -16,10 +17,10 @@ export function targetFor(env: string): Target {
 
 /** Runs a parsed command; returns its exit code. */
 export async function execute(cli: Cli, io: Io, environ: NodeJS.ProcessEnv): Promise<number> {
-  // The spec is checked before anything else (no kubeconfig, no cluster): a bad one is a usage
-  // error, listed field by field.
+  // What is deployed: an environment's app, synthesized in-process (its spec checked first, before
+  // any kubeconfig is read: a bad one is a usage error, listed field by field), or -f manifests.
   // The charts, cdk8s and the spec's schema load only for the commands that synthesize.
-  const synthesizing = cli.command === 'synth' || cli.command === 'diff' || cli.command === 'deploy';
+  const synthesizing = !cli.set && (cli.command === 'synth' || cli.command === 'diff' || cli.command === 'deploy');
   const { desiredObjects, environmentSpec, parseSpec, SpecError, synthToDisk } = synthesizing ? await import('./synth.js') : ({} as typeof import('./synth.js'));
   if (synthesizing) {
     try {
@@ -31,6 +32,20 @@ export async function execute(cli: Cli, io: Io, environ: NodeJS.ProcessEnv): Pro
       return EXIT.usage;
     }
   }
+  let fromFiles: KubeObject[] | undefined;
+  if (cli.set?.filename !== undefined) {
+    const { ManifestError, parseManifests, readManifestSources } = await import('./manifests.js');
+    try {
+      fromFiles = parseManifests(readManifestSources(cli.set.filename, () => readFileSync(0, 'utf8')));
+    } catch (err) {
+      if (!(err instanceof ManifestError) && (err as NodeJS.ErrnoException).code === undefined) throw err;
+      io.stderr.write(`kreg ${cli.command}: ${(err as Error).message}\n`);
+      return EXIT.usage;
+    }
+  }
+  const desired = (): KubeObject[] => fromFiles ?? desiredObjects({ env: cli.env, ...(cli.image ? { image: cli.image } : {}) });
+  /** What the command works on, in messages: `dev`, or `set web in namespace demo`. */
+  const subject = cli.set ? `set ${cli.set.name} in namespace ${cli.set.namespace}` : cli.env;
 
   if (cli.command === 'synth') {
     try {
@@ -59,11 +74,11 @@ export async function execute(cli: Cli, io: Io, environ: NodeJS.ProcessEnv): Pro
     return EXIT.usage;
   }
   const emit = (value: unknown) => io.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
-  const target = targetFor(cli.env);
+  const target: Target = cli.set ? { set: { name: cli.set.name, namespace: cli.set.namespace } } : targetFor(cli.env);
   try {
     switch (cli.command) {
       case 'diff': {
-        const objects = desiredObjects({ env: cli.env, ...(cli.image ? { image: cli.image } : {}) });
+        const objects = desired();
         const report = await diff(client, objects, target, { prune: cli.prune, forceConflicts: cli.forceConflicts });
         const code = report.failure ? exitCodeOf(report.failure) : report.changes ? EXIT.changes : EXIT.ok;
         if (cli.json) emit({ ...report, exitCode: code });
@@ -74,15 +89,18 @@ export async function execute(cli: Cli, io: Io, environ: NodeJS.ProcessEnv): Pro
       case 'deploy':
       case 'rollback': {
         const t0 = performance.now();
-        const objects = cli.command === 'deploy' ? desiredObjects({ env: cli.env, ...(cli.image ? { image: cli.image } : {}) }) : [];
+        const objects = cli.command === 'deploy' ? desired() : [];
         const synthMs = Math.round(performance.now() - t0);
-        if (cli.command === 'deploy') say(`synth: ${objects.length} objects for ${cli.env} in-process (${synthMs} ms) → context ${client.contextName} (${client.server})`);
+        if (cli.command === 'deploy') {
+          const source = fromFiles ? `from ${cli.set!.filename === '-' ? 'standard input' : cli.set!.filename}` : `for ${cli.env} in-process (${synthMs} ms)`;
+          say(`${fromFiles ? 'read' : 'synth'}: ${objects.length} objects ${source} → context ${client.contextName} (${client.server})`);
+        }
         const options = {
           timeoutMs: cli.timeoutMs,
           wait: cli.wait,
           prune: cli.prune,
           forceConflicts: cli.forceConflicts,
-          description: `${cli.command} ${cli.env}${cli.image ? ` (image ${cli.image})` : ''}`,
+          description: `${cli.command} ${cli.set ? `-f ${cli.set.filename ?? ''}`.trim() : cli.env}${cli.image ? ` (image ${cli.image})` : ''}`,
           onEvent,
         };
         let report: DeployReport & { rolledBackTo?: number };
@@ -98,8 +116,8 @@ export async function execute(cli: Cli, io: Io, environ: NodeJS.ProcessEnv): Pro
         else if (report.ok) {
           say(
             report.changed
-              ? `deployed ${cli.env}: revision ${report.revision}${report.pruned.length ? `, pruned ${report.pruned.length}` : ''} (${report.timingsMs.total} ms, ${report.apiCalls} API calls)`
-              : `no changes: ${cli.env} is at revision ${report.revision} and ready (${report.timingsMs.total} ms, ${report.apiCalls} API calls)`,
+              ? `deployed ${subject}: revision ${report.revision}${report.pruned.length ? `, pruned ${report.pruned.length}` : ''} (${report.timingsMs.total} ms, ${report.apiCalls} API calls)`
+              : `no changes: ${subject} is at revision ${report.revision} and ready (${report.timingsMs.total} ms, ${report.apiCalls} API calls)`,
           );
         }
         return code;
@@ -108,14 +126,14 @@ export async function execute(cli: Cli, io: Io, environ: NodeJS.ProcessEnv): Pro
         const s = await status(client, target.set);
         if (cli.json) emit(s);
         else if (!s.deployed) io.stdout.write(`nothing deployed: no ApplySet ${target.set.namespace}/${target.set.name} in context ${client.contextName}\n`);
-        else io.stdout.write(renderStatus(cli.env, s));
+        else io.stdout.write(renderStatus(subject, s));
         return !s.deployed ? EXIT.usage : s.ready ? EXIT.ok : EXIT.failed;
       }
       case 'destroy': {
         const report = await destroy(client, target, { includeKept: cli.includeKept, wait: cli.wait, timeoutMs: cli.timeoutMs, onEvent });
         if (cli.json) emit(report);
         else if (report.absent) say(`nothing to destroy: no ApplySet ${target.set.namespace}/${target.set.name}`);
-        else say(`destroyed ${cli.env}: ${report.deleted.length} deleted, ${report.kept.length} kept`);
+        else say(`destroyed ${subject}: ${report.deleted.length} deleted, ${report.kept.length} kept`);
         return report.ok ? EXIT.ok : EXIT.timeout;
       }
       case 'verify': {

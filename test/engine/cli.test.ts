@@ -8,6 +8,7 @@ import { describe, it } from 'node:test';
 import { ENVIRONMENT_NAMES, ENVIRONMENT_NAMESPACES, parseCli, parseDuration, run } from '../../infra/cli.js';
 import { NAMED_SPECS, SPEC_NAMES } from '../../infra/spec.js';
 import { EXIT } from '../../infra/cli/render.js';
+import { parseManifests, readManifestSources } from '../../infra/cli/manifests.js';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
 
@@ -91,6 +92,49 @@ describe('kreg CLI', () => {
     const r = spawnSync(process.execPath, [join(ROOT, 'bin/kreg.mjs'), 'status'], { env, encoding: 'utf8', timeout: 30_000 });
     assert.equal(r.status, EXIT.usage, r.stderr);
     assert.match(r.stderr, /no kubeconfig found: set KUBECONFIG, pass --kubeconfig <file>, or create ~\/\.kube\/config/);
+  });
+
+  it('-f/--name/-n: any manifests as their own set; misuse is one line each, exit 2', async () => {
+    const parsed = parseCli(['deploy', '-f', 'k8s/', '--name', 'web', '-n', 'demo']);
+    assert.ok(!('help' in parsed));
+    assert.deepEqual(parsed.set, { name: 'web', namespace: 'demo', filename: 'k8s/' });
+    const status = parseCli(['status', '--name', 'web']);
+    assert.ok(!('help' in status));
+    assert.deepEqual(status.set, { name: 'web', namespace: 'default' });
+    for (const [args, pattern] of [
+      [['deploy', '-f', 'k8s/'], /-f needs --name <set>/],
+      [['deploy', '--name', 'web'], /deploy --name needs -f/],
+      [['status', '--name', 'web', '-f', 'x.yaml'], /-f is for deploy and diff/],
+      [['deploy', '-f', 'x', '--name', 'web', '--env', 'dev'], /--env and --name/],
+      [['deploy', '-f', 'x', '--name', 'web', '--image', 'a/b:1'], /--image sets an environment's image/],
+      [['deploy', '-f', 'x', '--name', 'Web_1'], /must be a DNS label/],
+      [['verify', '--name', 'web'], /works on the environments only/],
+      [['status', '-n', 'demo'], /-n\/--namespace goes with --name/],
+      [['deploy', '-f', '/nonexistent/dir', '--name', 'web'], /-f \/nonexistent\/dir: no such file or directory/],
+    ] as const) {
+      const r = await kreg([...args], { KUBECONFIG: '/nonexistent/kubeconfig' });
+      assert.equal(r.code, EXIT.usage, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, pattern);
+      assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    }
+  });
+
+  it('reads manifests: files in name order, List items, empty documents skipped; a bad one names its file and document', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'kreg-manifests-'));
+    try {
+      writeFileSync(join(dir, 'b.yaml'), 'apiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: ConfigMap, metadata: {name: two}}\n- {apiVersion: v1, kind: ConfigMap, metadata: {name: three}}\n');
+      writeFileSync(join(dir, 'a.yml'), 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: one}\n---\n');
+      writeFileSync(join(dir, 'notes.txt'), 'not a manifest');
+      const names = parseManifests(readManifestSources(dir, () => '')).map((o) => o.metadata.name);
+      assert.deepEqual(names, ['one', 'two', 'three']);
+      writeFileSync(join(dir, 'c.json'), '{"apiVersion": "v1", "kind": "ConfigMap"}');
+      assert.throws(() => parseManifests(readManifestSources(dir, () => '')), /c\.json, document 1: not a Kubernetes object \(it needs apiVersion, kind and metadata\.name\)/);
+      assert.throws(() => parseManifests([{ name: '<stdin>', text: 'a: [' }]), /<stdin>, document 1: /);
+      assert.throws(() => parseManifests([{ name: '<stdin>', text: '---\n' }]), /no objects in <stdin>/);
+      assert.deepEqual(parseManifests(readManifestSources('-', () => 'apiVersion: v1\nkind: Secret\nmetadata: {name: s}\n')).map((o) => o.kind), ['Secret']);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('parses durations and defaults', () => {
