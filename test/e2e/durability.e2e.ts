@@ -6,12 +6,11 @@
  * registered again. The service must come back on its own each time.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { KubeClient } from '../../infra/engine/client.js';
 import { deploy } from '../../infra/engine/deploy.js';
 import { synth } from '../../infra/main.js';
-import { deleteNamespace, diagnostics, failureTracker, KUBECONFIG, kubectl, kubectlJson, ROOT, runNodePod, waitFor } from './kube.js';
+import { deleteNamespace, diagnostics, failureTracker, KUBECONFIG, kubectl, kubectlJson, run, runNodePod, waitFor } from './kube.js';
 
 const NS = 'kreg-durability-e2e';
 const IMAGE = 'kreg/registration:dev';
@@ -58,16 +57,6 @@ const verifyScript = (names: string[]) => `(async () => {
   console.log(JSON.stringify({ checked: names.length, lost, notTaken }));
 })().catch((e) => { console.error(e); process.exit(1); })`;
 
-function sh(command: string, args: string[]): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.stderr.on('data', (d) => (out += d));
-    child.on('close', (code) => (code === 0 ? resolve(out.trim()) : reject(new Error(`${command} ${args.join(' ')} exited ${code}: ${out}`))));
-  });
-}
-
 describe('durability: hard kills under registration load', { timeout: 10 * 60_000 }, () => {
   let client: KubeClient;
   before(async () => {
@@ -108,7 +97,9 @@ describe('durability: hard kills under registration load', { timeout: 10 * 60_00
       await new Promise((r) => setTimeout(r, 12_000));
       const live = await kubectlJson(['-n', NS, 'get', 'pod', second.metadata.name]);
       const t1 = performance.now();
-      const killed = await sh('bash', ['test/cluster/kill-container.sh', live.status.containerStatuses[0].containerID]);
+      const kill = await run('bash', ['test/cluster/kill-container.sh', live.status.containerStatuses[0].containerID]);
+      assert.equal(kill.code, 0, kill.stdout + kill.stderr);
+      const killed = kill.stdout.trim();
       await waitFor('the container to restart and be ready', async () => {
         const p = await kubectlJson(['-n', NS, 'get', 'pod', second.metadata.name]);
         const s = p.status.containerStatuses[0];

@@ -232,3 +232,22 @@ export function steadyLoadScript(url: string, expected: number): string {
     console.log(JSON.stringify(counts));
   })().catch((e) => { console.error(e); process.exit(1); })`;
 }
+
+/** Runs a command in the repository with the tests' kubeconfig; resolves with its exit code and output (never rejects). */
+export function run(command: string, args: string[], timeoutMs = 240_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(command, args, { cwd: ROOT, env: { ...process.env, KUBECONFIG, NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout!.on('data', (d: Buffer) => (stdout += d));
+    child.stderr!.on('data', (d: Buffer) => (stderr += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+/** `kreg <args>` through the bin, as a user runs it. */
+export const kreg = (args: string[], timeoutMs?: number) => run(process.execPath, ['bin/kreg.mjs', ...args], timeoutMs);

@@ -9,31 +9,14 @@
  * Needs kreg/operator:dev and kreg/registration:dev loaded into the cluster (npm run test:e2e does).
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
-import { deleteNamespace, diagnostics, failureTracker, KUBECONFIG, kubectl, kubectlJson, portForward, postJson, ROOT, runNodePod, steadyLoadScript, waitFor } from './kube.js';
+import { deleteNamespace, diagnostics, failureTracker, kreg, kubectl, kubectlJson, portForward, postJson, run, runNodePod, steadyLoadScript, waitFor } from './kube.js';
 
 const SYSTEM = 'kreg-e2e-system';
 const TEAM_A = 'kreg-e2e-team-a';
 const TEAM_B = 'kreg-e2e-team-b';
 const { guard, failed } = failureTracker();
 
-/** Runs a command in the repository; resolves with its exit code and output (never rejects). */
-function run(command: string, args: string[], timeoutMs = 240_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(command, args, { cwd: ROOT, env: { ...process.env, KUBECONFIG, NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
-const kreg = (args: string[]) => run(process.execPath, ['bin/kreg.mjs', ...args]);
 
 const resource = (name: string, namespace: string, spec: Record<string, unknown>, annotations?: Record<string, string>) =>
   JSON.stringify({ apiVersion: 'kreg.dev/v1alpha1', kind: 'RegistrationService', metadata: { name, namespace, ...(annotations ? { annotations } : {}) }, spec });

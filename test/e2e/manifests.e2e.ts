@@ -1,0 +1,126 @@
+/**
+ * `kreg deploy -f` with manifests that are not this app's — a ConfigMap, a Deployment and a Service
+ * written here — get the same guarantees as the registration service: phased apply and readiness,
+ * a change rolled out, an object removed from the files pruned, a bad image failing fast with its
+ * evidence, rollback, status and destroy by the set's name.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { deleteNamespace, diagnostics, failureTracker, kreg, kubectl, kubectlJson } from './kube.js';
+
+const NS = 'kreg-manifests-e2e';
+const { guard, failed } = failureTracker();
+
+const configMap = (greeting: string) => `apiVersion: v1
+kind: ConfigMap
+metadata: { name: web-config }
+data: { GREETING: ${JSON.stringify(greeting)} }
+`;
+// A small HTTP server from an image that is already in the cluster (the service image has node).
+const deployment = (image: string) => `apiVersion: apps/v1
+kind: Deployment
+metadata: { name: web }
+spec:
+  replicas: 1
+  selector: { matchLabels: { app: web } }
+  template:
+    metadata: { labels: { app: web } }
+    spec:
+      securityContext: { runAsNonRoot: true, runAsUser: 10001 }
+      containers:
+      - name: web
+        image: ${image}
+        imagePullPolicy: IfNotPresent
+        command: [node, -e, "require('http').createServer((q, s) => s.end(process.env.GREETING)).listen(8080)"]
+        envFrom: [{ configMapRef: { name: web-config } }]
+        ports: [{ containerPort: 8080 }]
+        readinessProbe: { httpGet: { path: /, port: 8080 }, periodSeconds: 1 }
+`;
+const service = `apiVersion: v1
+kind: Service
+metadata: { name: web }
+spec: { selector: { app: web }, ports: [{ port: 80, targetPort: 8080 }] }
+`;
+
+describe('kreg deploy -f: any manifests through the engine', { timeout: 8 * 60_000 }, () => {
+  const dir = mkdtempSync(join(tmpdir(), 'kreg-manifests-'));
+  const set = ['--name', 'web', '-n', NS];
+  before(async () => {
+    await deleteNamespace(NS);
+    await kubectl(['create', 'namespace', NS]);
+  });
+  after(async () => {
+    if (failed()) console.log(await diagnostics(NS));
+    await deleteNamespace(NS);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it(
+    'first deploy: every object ready, revision 1; the same files again change nothing',
+    guard(async () => {
+      writeFileSync(join(dir, 'configmap.yaml'), configMap('hello'));
+      writeFileSync(join(dir, 'deployment.yaml'), deployment('kreg/registration:dev'));
+      writeFileSync(join(dir, 'service.yaml'), service);
+      const first = await kreg(['deploy', '-f', dir, ...set]);
+      assert.equal(first.code, 0, `${first.stdout}\n${first.stderr}`);
+      assert.match(first.stdout, /read: 3 objects from /);
+      assert.match(first.stdout, /deployed set web in namespace kreg-manifests-e2e: revision 1/);
+      const again = await kreg(['deploy', '-f', dir, ...set]);
+      assert.equal(again.code, 0, again.stderr);
+      assert.match(again.stdout, /no changes: set web in namespace kreg-manifests-e2e is at revision 1 and ready/);
+      assert.equal((await kreg(['diff', '-f', dir, ...set])).code, 0);
+      const dep = await kubectlJson(['-n', NS, 'get', 'deployment', 'web']);
+      assert.equal(dep.metadata.labels['applyset.kubernetes.io/part-of'] !== undefined, true, 'members carry the ApplySet label');
+    }),
+  );
+
+  it(
+    'a change is shown by diff (exit 1), rolled out by deploy, and a file removed is pruned',
+    guard(async () => {
+      writeFileSync(join(dir, 'configmap.yaml'), configMap('changed'));
+      const d = await kreg(['diff', '-f', dir, ...set]);
+      assert.equal(d.code, 1, d.stderr);
+      assert.match(d.stdout, /GREETING/);
+      rmSync(join(dir, 'service.yaml'));
+      const r = await kreg(['deploy', '-f', dir, ...set]);
+      assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+      assert.match(r.stdout, /revision 2, pruned 1/);
+      assert.equal((await kubectlJson(['-n', NS, 'get', 'configmap', 'web-config'])).data.GREETING, 'changed');
+      assert.equal((await kubectlJson(['-n', NS, 'get', 'services'])).items.length, 0, 'the Service was pruned');
+    }),
+  );
+
+  it(
+    'a bad image fails fast with the pull error (exit 5); rollback by name restores the last good revision',
+    guard(async () => {
+      writeFileSync(join(dir, 'deployment.yaml'), deployment('kreg/does-not-exist:1'));
+      const t0 = performance.now();
+      const bad = await kreg(['deploy', '-f', dir, ...set, '--timeout', '2m']);
+      const seconds = (performance.now() - t0) / 1000;
+      assert.equal(bad.code, 5, `${bad.stdout}\n${bad.stderr}`);
+      assert.match(bad.stderr, /Deployment\/kreg-manifests-e2e\/web: .*(ErrImagePull|ImagePullBackOff)/);
+      console.log(`# kreg deploy -f: bad image reported after ${seconds.toFixed(1)} s`);
+      const back = await kreg(['rollback', ...set]);
+      assert.equal(back.code, 0, `${back.stdout}\n${back.stderr}`);
+      const dep = await kubectlJson(['-n', NS, 'get', 'deployment', 'web']);
+      assert.equal(dep.spec.template.spec.containers[0].image, 'kreg/registration:dev');
+      const status = await kreg(['status', ...set]);
+      assert.equal(status.code, 0, status.stdout);
+      assert.match(status.stdout, /^set web in namespace kreg-manifests-e2e: revision \d+, all ready/);
+    }),
+  );
+
+  it(
+    'destroy by name deletes the set and its history',
+    guard(async () => {
+      const r = await kreg(['destroy', ...set]);
+      assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+      const left = await kubectlJson(['-n', NS, 'get', 'deployments,configmaps,secrets']);
+      assert.deepEqual(left.items.map((o: any) => `${o.kind}/${o.metadata.name}`).filter((n: string) => n !== 'ConfigMap/kube-root-ca.crt'), []);
+      assert.equal((await kreg(['status', ...set])).code, 2, 'nothing deployed any more');
+    }),
+  );
+});
