@@ -70,6 +70,7 @@ Writes one YAML file per chart to dist/ (or --outdir), numbered in apply order, 
 
 ${COMMON}`,
   diff: `Usage: kreg diff [--env <name>] [--image <ref>] [--no-prune]
+       kreg diff -f <file|dir|-> --name <set> [-n <namespace>] [--no-prune]
 
 For each object, a YAML diff of the live object against the server's dry-run result of applying
 the desired one (status and server bookkeeping left out), then the objects a deploy would prune.
@@ -79,6 +80,7 @@ ${COMMON}
 
 ${EXIT_CODES}`,
   deploy: `Usage: kreg deploy [--env <name>] [--image <ref>] [--timeout <5m>] [--no-wait] [--no-prune] [--force-conflicts]
+       kreg deploy -f <file|dir|-> --name <set> [-n <namespace>] [same options]
 
   --image <ref>        deploy this image instead of the environment's (CI deploys the tag it built)
   --timeout <d>        overall deadline: 300, 90s, 5m (default 5m)
@@ -95,13 +97,13 @@ logs, prunes, and records the revision. An unchanged redeploy applies nothing.
 ${COMMON}
 
 ${EXIT_CODES}`,
-  status: `Usage: kreg status [--env <name>]
+  status: `Usage: kreg status [--env <name> | --name <set> [-n <namespace>]]
 
 Readiness of every object in the ApplySet with its reason, and the recorded revisions.
 Exit 0 when all are ready, 5 when one is not, 2 when nothing is deployed.
 
 ${COMMON}`,
-  rollback: `Usage: kreg rollback [--env <name>] [--to <N>] [--timeout <5m>] [--no-wait] [--force-conflicts]
+  rollback: `Usage: kreg rollback [--env <name> | --name <set> [-n <namespace>]] [--to <N>] [--timeout <5m>] [--no-wait] [--force-conflicts]
 
 Re-applies revision N (default: the last successful one before the current), with prune and wait;
 the result is recorded as a new revision.
@@ -109,7 +111,7 @@ the result is recorded as a new revision.
 ${COMMON}
 
 ${EXIT_CODES}`,
-  destroy: `Usage: kreg destroy [--env <name>] [--include-kept] [--timeout <5m>] [--no-wait]
+  destroy: `Usage: kreg destroy [--env <name> | --name <set> [-n <namespace>]] [--include-kept] [--timeout <5m>] [--no-wait]
 
 Deletes every object of the ApplySet in reverse dependency order (workloads before what they use),
 then its revision history. Objects annotated kreg.dev/prune=never (the embedded database's volume)
