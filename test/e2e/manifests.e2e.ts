@@ -101,7 +101,7 @@ describe('kreg deploy -f: any manifests through the engine', { timeout: 8 * 60_0
       const bad = await kreg(['deploy', '-f', dir, ...set, '--timeout', '2m']);
       const seconds = (performance.now() - t0) / 1000;
       assert.equal(bad.code, 5, `${bad.stdout}\n${bad.stderr}`);
-      assert.match(bad.stderr, /Deployment\/kreg-manifests-e2e\/web: .*(ErrImagePull|ImagePullBackOff)/);
+      assert.match(bad.stdout + bad.stderr, /Deployment\/kreg-manifests-e2e\/web: .*(ErrImagePull|ImagePullBackOff)/);
       console.log(`# kreg deploy -f: bad image reported after ${seconds.toFixed(1)} s`);
       const back = await kreg(['rollback', ...set]);
       assert.equal(back.code, 0, `${back.stdout}\n${back.stderr}`);
