@@ -3,6 +3,7 @@
  * or a cluster. Loaded by `infra/cli.ts` only for a command that runs, so `kreg --help` and a usage
  * error never load cdk8s, zod or the Kubernetes client.
  */
+import { TableRenderer, type TerminalOut } from './table.js';
 import { adviceFor, EXIT, exitCodeOf, LineRenderer, renderDiff, renderStatus } from './render.js';
 import { chooseRevision, deploy, destroy, diff, KubeClient, rollback, status, toEngineError, type DeployReport, type EngineEvent, type EngineFailure, type KubeObject, type Target } from '../engine/index.js';
 import { verifyRegistration } from '../verify.js';
@@ -60,7 +61,12 @@ export async function execute(cli: Cli, io: Io, environ: NodeJS.ProcessEnv): Pro
 
   // Live lines go to stderr with --output json, so stdout holds nothing but the report.
   const live = cli.json ? io.stderr : io.stdout;
-  const renderer = new LineRenderer(live, Boolean(live.isTTY) && !environ.NO_COLOR);
+  const color = Boolean(live.isTTY) && !environ.NO_COLOR;
+  // On a terminal, deploy, rollback and destroy redraw one table; anywhere else, plain lines.
+  const table = !cli.json && live.isTTY && !environ.KREG_PLAIN && ['deploy', 'rollback', 'destroy'].includes(cli.command);
+  const renderer: { line(text: string, bold?: boolean): void; onEvent(e: EngineEvent): void; close?(): void } = table
+    ? new TableRenderer(live as TerminalOut, color, `kreg ${cli.command} ${cli.set ? cli.set.name : cli.env}`)
+    : new LineRenderer(live, color);
   const onEvent = cli.json ? (_: EngineEvent) => {} : renderer.onEvent;
   const say = (line: string) => {
     if (!cli.json) renderer.line(line, true);
@@ -114,6 +120,7 @@ export async function execute(cli: Cli, io: Io, environ: NodeJS.ProcessEnv): Pro
         const code = exitCodeOf(report.failure);
         if (cli.json) emit({ ...report, exitCode: code });
         else if (report.ok) {
+          renderer.close?.(); // the summary goes below the final table
           say(
             report.changed
               ? `deployed ${subject}: revision ${report.revision}${report.pruned.length ? `, pruned ${report.pruned.length}` : ''} (${report.timingsMs.total} ms, ${report.apiCalls} API calls)`
@@ -131,6 +138,7 @@ export async function execute(cli: Cli, io: Io, environ: NodeJS.ProcessEnv): Pro
       }
       case 'destroy': {
         const report = await destroy(client, target, { includeKept: cli.includeKept, wait: cli.wait, timeoutMs: cli.timeoutMs, onEvent });
+        renderer.close?.();
         if (cli.json) emit(report);
         else if (report.absent) say(`nothing to destroy: no ApplySet ${target.set.namespace}/${target.set.name}`);
         else say(`destroyed ${subject}: ${report.deleted.length} deleted, ${report.kept.length} kept`);
@@ -156,6 +164,7 @@ export async function execute(cli: Cli, io: Io, environ: NodeJS.ProcessEnv): Pro
     else printFailure(io, cli.command, failure);
     return exitCodeOf(failure);
   } finally {
+    renderer.close?.();
     client.close();
   }
   return EXIT.ok;
