@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { deleteNamespace, diagnostics, failureTracker, kreg, kubectl, kubectlJson } from './kube.js';
+import { deleteNamespace, diagnostics, failureTracker, KUBECONFIG, kreg, kubectl, kubectlJson, ROOT, run } from './kube.js';
 
 const NS = 'kreg-manifests-e2e';
 const { guard, failed } = failureTracker();
@@ -123,4 +123,38 @@ describe('kreg deploy -f: any manifests through the engine', { timeout: 8 * 60_0
       assert.equal((await kreg(['status', ...set])).code, 2, 'nothing deployed any more');
     }),
   );
+
+  it(
+    'on a terminal (tmux): one table redrawn in place, a spinner while waiting, the summary below',
+    guard(async () => {
+      writeFileSync(join(dir, 'deployment.yaml'), deployment('kreg/registration:dev'));
+      writeFileSync(join(dir, 'service.yaml'), service);
+      const session = `kreg-e2e-${process.pid}`;
+      const command = `cd ${ROOT} && KUBECONFIG=${KUBECONFIG} ${process.execPath} bin/kreg.mjs deploy -f ${dir} --name web -n ${NS}; echo EXIT=$?; sleep 300`;
+      await run('tmux', ['new-session', '-d', '-s', session, '-x', '140', '-y', '40', command]);
+      try {
+        const frames: string[] = [];
+        const deadline = Date.now() + 120_000;
+        let screen = '';
+        while (Date.now() < deadline) {
+          screen = (await run('tmux', ['capture-pane', '-p', '-t', session])).stdout;
+          frames.push(screen);
+          if (/EXIT=\d+/.test(screen)) break;
+          await new Promise((r) => setTimeout(r, 100));
+        }
+        assert.match(screen, /EXIT=0/, screen);
+        assert.equal(screen.match(/OBJECT +APPLY +STATE +TIME +REASON/g)?.length, 1, `one table on the screen:\n${screen}`);
+        assert.match(screen, /Deployment\/kreg-manifests-e2e\/web +created +ready +\d+\.\ds +/);
+        assert.match(screen, /Service\/kreg-manifests-e2e\/web +created +ready /);
+        assert.match(screen, /deployed set web in namespace kreg-manifests-e2e: revision \d+/);
+        assert.ok(screen.indexOf('deployed set web') > screen.indexOf('OBJECT'), 'the summary is below the table');
+        assert.ok(frames.some((f) => /^[⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏] kreg deploy web: /m.test(f)), 'a frame with the spinner was seen while it ran');
+        console.log(`# kreg deploy on a terminal, the final screen:\n${screen.trimEnd().split('\n').map((l) => `#   ${l}`).join('\n')}`);
+      } finally {
+        await run('tmux', ['kill-session', '-t', session]);
+      }
+      assert.equal((await kreg(['destroy', ...set])).code, 0);
+    }),
+  );
 });
+
