@@ -26,6 +26,8 @@ const result = await build({
   platform: 'node',
   target: 'node22',
   packages: 'bundle',
+  // client-node imports undici for code paths kreg never calls; see the stub for why.
+  alias: { undici: './infra/scripts/undici-unused.mjs' },
   // Some bundled CommonJS packages call require() for Node built-ins; ESM output has no require.
   banner: { js: "import { createRequire as __kregRequire } from 'node:module'; const require = __kregRequire(import.meta.url);" },
   chunkNames: 'chunks/[name]-[hash]',
