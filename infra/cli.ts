@@ -34,6 +34,8 @@ const COMMON = `Common options:
   -e, --env <name>        environment: ${ENVIRONMENT_NAMES.join(', ')} (default: $KREG_ENV or dev)
   -f, --filename <path>   diff/deploy any manifests instead: a YAML/JSON file, a directory of them,
                           or - for standard input (with --name)
+      --app "<cmd>"       diff/deploy what a cdk8s app writes (run as cdk8s synth runs cdk8s.yaml's
+                          app: through the shell, CDK8S_OUTDIR set) (with --name)
       --name <set>        the ApplySet recording what -f deployed (status, rollback, destroy find
                           it by this name); its parent is the Secret <set> in -n
   -n, --namespace <ns>    the set's namespace, and where namespaced objects without one go (default: default)
@@ -59,7 +61,8 @@ Commands:
   operator   the RegistrationService controller: print its CRD, or run it (kreg operator --help)
 
 Run kreg <command> --help for its options. Any manifests, not only this app:
-  kreg deploy -f k8s/ --name web -n demo; kreg status --name web -n demo; kreg destroy --name web -n demo
+  kreg deploy -f k8s/ --name web -n demo; kreg deploy --app "npx ts-node main.ts" --name web -n demo;
+  kreg status --name web -n demo; kreg destroy --name web -n demo
 
 ${COMMON}
 
@@ -133,7 +136,7 @@ export interface Cli {
   command: Command;
   env: string;
   /** Any manifests instead of an environment: the ApplySet `name` in `namespace`, objects from `filename`. */
-  set?: { name: string; namespace: string; filename?: string };
+  set?: { name: string; namespace: string; filename?: string; app?: string };
   image?: string;
   outdir?: string;
   kubeconfig?: string;
@@ -163,9 +166,15 @@ const NAME_PATTERN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 /** `-f`, `--name`, `-n`: any manifests as an ApplySet of their own, instead of an environment. */
 function parseSetOptions(command: Command, values: Record<string, string | boolean | undefined>): Cli['set'] {
   const filename = values.filename as string | undefined;
+  const app = values.app as string | undefined;
   const name = values.name as string | undefined;
   const namespace = values.namespace as string | undefined;
-  if (filename === undefined && name === undefined) {
+  if (filename !== undefined && app !== undefined) throw new UsageError('-f and --app are two sources of objects; give one');
+  if (app !== undefined) {
+    if (!(command === 'deploy' || command === 'diff')) throw new UsageError(`--app is for deploy and diff; kreg ${command} finds the set by --name`);
+    if (name === undefined) throw new UsageError('--app needs --name <set>: the ApplySet that records what was deployed, so the next deploy can prune what is gone');
+  }
+  if (filename === undefined && app === undefined && name === undefined) {
     if (namespace !== undefined) throw new UsageError('-n/--namespace goes with --name <set> (an environment has its own namespace)');
     return undefined;
   }
@@ -174,10 +183,10 @@ function parseSetOptions(command: Command, values: Record<string, string | boole
   if (values.image !== undefined) throw new UsageError('--image sets an environment\'s image; with -f, the manifests say which images they run');
   if (name === undefined) throw new UsageError('-f needs --name <set>: the ApplySet that records what was deployed, so the next deploy can prune what is gone');
   if (!NAME_PATTERN.test(name) || name.length > 53) throw new UsageError(`--name "${name}" must be a DNS label: lowercase letters, digits and "-", at most 53 characters`);
-  if (filename === undefined && (command === 'deploy' || command === 'diff')) throw new UsageError(`kreg ${command} --name needs -f <file|dir|->: the objects to ${command}`);
+  if (filename === undefined && app === undefined && (command === 'deploy' || command === 'diff')) throw new UsageError(`kreg ${command} --name needs -f <file|dir|-> or --app "<cmd>": the objects to ${command}`);
   if (filename !== undefined && !(command === 'deploy' || command === 'diff')) throw new UsageError(`-f is for deploy and diff; kreg ${command} finds the set by --name`);
   if (namespace !== undefined && !NAME_PATTERN.test(namespace)) throw new UsageError(`-n "${namespace}" is not a namespace name`);
-  return { name, namespace: namespace ?? 'default', ...(filename !== undefined ? { filename } : {}) };
+  return { name, namespace: namespace ?? 'default', ...(filename !== undefined ? { filename } : {}), ...(app !== undefined ? { app } : {}) };
 }
 
 export function parseCli(argv: string[], environ: NodeJS.ProcessEnv = process.env): Cli | { help: string } {
@@ -204,6 +213,7 @@ export function parseCli(argv: string[], environ: NodeJS.ProcessEnv = process.en
         'include-kept': { type: 'boolean' },
         to: { type: 'string' },
         filename: { type: 'string', short: 'f' },
+        app: { type: 'string' },
         name: { type: 'string' },
         namespace: { type: 'string', short: 'n' },
         help: { type: 'boolean', short: 'h' },

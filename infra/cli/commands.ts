@@ -34,10 +34,13 @@ export async function execute(cli: Cli, io: Io, environ: NodeJS.ProcessEnv): Pro
     }
   }
   let fromFiles: KubeObject[] | undefined;
-  if (cli.set?.filename !== undefined) {
-    const { ManifestError, parseManifests, readManifestSources } = await import('./manifests.js');
+  let sourceMs = 0;
+  if (cli.set?.filename !== undefined || cli.set?.app !== undefined) {
+    const t0 = performance.now();
+    const { appManifests, ManifestError, parseManifests, readManifestSources } = await import('./manifests.js');
     try {
-      fromFiles = parseManifests(readManifestSources(cli.set.filename, () => readFileSync(0, 'utf8')));
+      fromFiles = cli.set.app !== undefined ? await appManifests(cli.set.app, environ, io.stderr) : parseManifests(readManifestSources(cli.set.filename!, () => readFileSync(0, 'utf8')));
+      sourceMs = Math.round(performance.now() - t0);
     } catch (err) {
       if (!(err instanceof ManifestError) && (err as NodeJS.ErrnoException).code === undefined) throw err;
       io.stderr.write(`kreg ${cli.command}: ${(err as Error).message}\n`);
@@ -98,7 +101,7 @@ export async function execute(cli: Cli, io: Io, environ: NodeJS.ProcessEnv): Pro
         const objects = cli.command === 'deploy' ? desired() : [];
         const synthMs = Math.round(performance.now() - t0);
         if (cli.command === 'deploy') {
-          const source = fromFiles ? `from ${cli.set!.filename === '-' ? 'standard input' : cli.set!.filename}` : `for ${cli.env} in-process (${synthMs} ms)`;
+          const source = !fromFiles ? `for ${cli.env} in-process (${synthMs} ms)` : cli.set!.app !== undefined ? `from the app "${cli.set!.app}" (${sourceMs} ms)` : `from ${cli.set!.filename === '-' ? 'standard input' : cli.set!.filename}`;
           say(`${fromFiles ? 'read' : 'synth'}: ${objects.length} objects ${source} → context ${client.contextName} (${client.server})`);
         }
         const options = {
@@ -106,7 +109,7 @@ export async function execute(cli: Cli, io: Io, environ: NodeJS.ProcessEnv): Pro
           wait: cli.wait,
           prune: cli.prune,
           forceConflicts: cli.forceConflicts,
-          description: `${cli.command} ${cli.set ? `-f ${cli.set.filename ?? ''}`.trim() : cli.env}${cli.image ? ` (image ${cli.image})` : ''}`,
+          description: `${cli.command} ${cli.set ? (cli.set.app !== undefined ? `--app ${cli.set.app}` : `-f ${cli.set.filename ?? ''}`.trim()) : cli.env}${cli.image ? ` (image ${cli.image})` : ''}`,
           onEvent,
         };
         let report: DeployReport & { rolledBackTo?: number };

@@ -5,7 +5,9 @@
  * (as `kubectl apply -f <dir>` does); `-` reads standard input. `kind: List` documents are
  * flattened. Namespaced objects without a namespace go to the set's (the engine defaults them).
  */
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import type { KubeObject } from '../engine/index.js';
@@ -52,4 +54,37 @@ export function parseManifests(sources: Array<{ name: string; text: string }>): 
 
 function isObject(value: unknown): value is Record<string, any> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/**
+ * `--app "<cmd>"`: runs a cdk8s app as `cdk8s synth` does — through the shell, with CDK8S_OUTDIR set
+ * to an empty folder — and returns the objects it wrote. The app's own output goes to stderr, so
+ * `--output json` stays clean. A failing app, or one that writes nothing, is a ManifestError.
+ */
+export async function appManifests(command: string, environ: NodeJS.ProcessEnv, stderr: NodeJS.WritableStream): Promise<KubeObject[]> {
+  const outdir = mkdtempSync(join(tmpdir(), 'kreg-app-'));
+  try {
+    const { code, signal, tail } = await new Promise<{ code: number | null; signal: NodeJS.Signals | null; tail: string }>((resolve, reject) => {
+      const child = spawn(command, { shell: true, env: { ...environ, CDK8S_OUTDIR: outdir }, stdio: ['ignore', 'pipe', 'pipe'] });
+      let tail = '';
+      const keep = (d: Buffer) => {
+        stderr.write(d);
+        tail = (tail + d.toString()).slice(-2000);
+      };
+      child.stdout.on('data', keep);
+      child.stderr.on('data', keep);
+      child.on('error', reject);
+      child.on('close', (code, signal) => resolve({ code, signal, tail }));
+    });
+    if (code !== 0) {
+      const last = tail.trim().split('\n').pop() ?? '';
+      throw new ManifestError(`the app "${command}" ${signal ? `was killed by ${signal}` : `exited ${code}`}${last ? `: ${last}` : ''}`);
+    }
+    if (!readdirSync(outdir).some((f) => /\.(ya?ml|json)$/.test(f))) {
+      throw new ManifestError(`the app "${command}" wrote no manifests into CDK8S_OUTDIR (does it call app.synth(), and leave outdir to CDK8S_OUTDIR?)`);
+    }
+    return parseManifests(readManifestSources(outdir, () => ''));
+  } finally {
+    rmSync(outdir, { recursive: true, force: true });
+  }
 }

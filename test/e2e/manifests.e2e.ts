@@ -156,5 +156,18 @@ describe('kreg deploy -f: any manifests through the engine', { timeout: 8 * 60_0
       assert.equal((await kreg(['destroy', ...set])).code, 0);
     }),
   );
+
+  it(
+    '--app: what a cdk8s-style app writes into CDK8S_OUTDIR is deployed, then destroyed by name',
+    guard(async () => {
+      const app = `cp ${dir}/*.yaml "$CDK8S_OUTDIR"/`;
+      const r = await kreg(['deploy', '--app', app, '--name', 'from-app', '-n', NS]);
+      assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+      assert.match(r.stdout, /read: 3 objects from the app /);
+      assert.match(r.stdout, /deployed set from-app in namespace kreg-manifests-e2e: revision 1/);
+      assert.equal((await kreg(['diff', '--app', app, '--name', 'from-app', '-n', NS])).code, 0, 'no changes');
+      assert.equal((await kreg(['destroy', '--name', 'from-app', '-n', NS])).code, 0);
+    }),
+  );
 });
 

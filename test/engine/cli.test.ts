@@ -8,7 +8,7 @@ import { describe, it } from 'node:test';
 import { ENVIRONMENT_NAMES, ENVIRONMENT_NAMESPACES, parseCli, parseDuration, run } from '../../infra/cli.js';
 import { NAMED_SPECS, SPEC_NAMES } from '../../infra/spec.js';
 import { EXIT } from '../../infra/cli/render.js';
-import { parseManifests, readManifestSources } from '../../infra/cli/manifests.js';
+import { appManifests, parseManifests, readManifestSources } from '../../infra/cli/manifests.js';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
 
@@ -134,6 +134,24 @@ describe('kreg CLI', () => {
       assert.deepEqual(parseManifests(readManifestSources('-', () => 'apiVersion: v1\nkind: Secret\nmetadata: {name: s}\n')).map((o) => o.kind), ['Secret']);
     } finally {
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('--app runs a cdk8s app as cdk8s synth does and reads what it wrote; a failing or silent app is one line, exit 2', async () => {
+    // This repository's own cdk8s app (cdk8s.yaml's app) writes the golden dev manifests.
+    const objects = await appManifests('node --import tsx infra/main.ts', { ...process.env, KREG_ENV: 'dev' }, new Writable({ write: (_c, _e, cb) => cb() }));
+    const golden = parseManifests(readManifestSources(join(ROOT, 'test/charts/golden/dev'), () => ''));
+    assert.deepEqual(objects.map((o) => `${o.kind}/${o.metadata.name}`).sort(), golden.map((o) => `${o.kind}/${o.metadata.name}`).sort());
+    for (const [args, pattern] of [
+      [['deploy', '--app', 'echo building >&2; exit 3', '--name', 'web'], /the app "echo building >&2; exit 3" exited 3: building/],
+      [['deploy', '--app', 'true', '--name', 'web'], /the app "true" wrote no manifests into CDK8S_OUTDIR/],
+      [['deploy', '--app', 'true'], /--app needs --name <set>/],
+      [['deploy', '--app', 'true', '-f', 'x', '--name', 'web'], /-f and --app are two sources/],
+      [['status', '--app', 'true', '--name', 'web'], /--app is for deploy and diff/],
+    ] as const) {
+      const r = await kreg([...args], { KUBECONFIG: '/nonexistent/kubeconfig' });
+      assert.equal(r.code, EXIT.usage, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr.trim().split('\n').pop()!, pattern);
     }
   });
 
