@@ -6,12 +6,19 @@
 import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
 import { EXIT } from './cli/render.js';
+import type { ClientOptions } from './engine/client.js';
 
 /**
  * The named environments (infra/spec.ts NAMED_SPECS), spelled here so that parsing arguments and
  * printing help load no schema library; a test keeps them equal to the spec's.
  */
 export const ENVIRONMENT_NAMES = ['dev', 'prod'] as const;
+
+/** KubeClient.create's options from --kubeconfig and --context; without --kubeconfig, `environ`'s KUBECONFIG. */
+export function clientOptions(kubeconfig: string | undefined, context: string | undefined, environ: NodeJS.ProcessEnv): ClientOptions {
+  const file = kubeconfig ?? environ.KUBECONFIG;
+  return { ...(file ? { kubeconfig: file } : {}), ...(context ? { context } : {}) };
+}
 /** Each environment's namespace (NAMED_SPECS[env].namespace), for commands that do not synthesize. */
 export const ENVIRONMENT_NAMESPACES: Record<(typeof ENVIRONMENT_NAMES)[number], string> = { dev: 'kreg-dev', prod: 'kreg-prod' };
 

@@ -4,11 +4,11 @@
  * error never load cdk8s, zod or the Kubernetes client.
  */
 import { TableRenderer, type TerminalOut } from './table.js';
-import { adviceFor, EXIT, exitCodeOf, LineRenderer, renderDiff, renderStatus } from './render.js';
-import { chooseRevision, deploy, destroy, diff, KubeClient, rollback, status, toEngineError, type DeployReport, type EngineEvent, type EngineFailure, type KubeObject, type Target } from '../engine/index.js';
+import { EXIT, exitCodeOf, LineRenderer, printFailure, renderDiff, renderStatus } from './render.js';
+import { chooseRevision, deploy, destroy, diff, KubeClient, rollback, status, toEngineError, type DeployReport, type EngineEvent, type KubeObject, type Target } from '../engine/index.js';
 import { verifyRegistration } from '../verify.js';
 import { readFileSync } from 'node:fs';
-import { ENVIRONMENT_NAMESPACES, type Cli, type Io } from '../cli.js';
+import { clientOptions, ENVIRONMENT_NAMESPACES, type Cli, type Io } from '../cli.js';
 
 /** Where kreg records what it owns for an environment: Secret `kreg-<env>` in the env's namespace. */
 export function targetFor(env: string): Target {
@@ -22,10 +22,11 @@ export async function execute(cli: Cli, io: Io, environ: NodeJS.ProcessEnv): Pro
   // any kubeconfig is read: a bad one is a usage error, listed field by field), or -f manifests.
   // The charts, cdk8s and the spec's schema load only for the commands that synthesize.
   const synthesizing = !cli.set && (cli.command === 'synth' || cli.command === 'diff' || cli.command === 'deploy');
+  const appOptions = { env: cli.env, ...(cli.image ? { image: cli.image } : {}) };
   const { desiredObjects, environmentSpec, parseSpec, SpecError, synthToDisk } = synthesizing ? await import('./synth.js') : ({} as typeof import('./synth.js'));
   if (synthesizing) {
     try {
-      parseSpec(environmentSpec({ env: cli.env, ...(cli.image ? { image: cli.image } : {}) }).spec, `spec of environment "${cli.env}"`);
+      parseSpec(environmentSpec(appOptions).spec, `spec of environment "${cli.env}"`);
     } catch (err) {
       if (!(err instanceof SpecError)) throw err;
       io.stderr.write(`kreg ${cli.command}: ${err.subject} is invalid:\n`);
@@ -47,13 +48,13 @@ export async function execute(cli: Cli, io: Io, environ: NodeJS.ProcessEnv): Pro
       return EXIT.usage;
     }
   }
-  const desired = (): KubeObject[] => fromFiles ?? desiredObjects({ env: cli.env, ...(cli.image ? { image: cli.image } : {}) });
+  const desired = (): KubeObject[] => fromFiles ?? desiredObjects(appOptions);
   /** What the command works on, in messages: `dev`, or `set web in namespace demo`. */
   const subject = cli.set ? `set ${cli.set.name} in namespace ${cli.set.namespace}` : cli.env;
 
   if (cli.command === 'synth') {
     try {
-      const { files } = synthToDisk({ env: cli.env, ...(cli.image ? { image: cli.image } : {}), ...(cli.outdir ? { outdir: cli.outdir } : {}) });
+      const { files } = synthToDisk({ ...appOptions, ...(cli.outdir ? { outdir: cli.outdir } : {}) });
       for (const f of files) io.stdout.write(`${f}\n`);
       return EXIT.ok;
     } catch (err) {
@@ -62,6 +63,13 @@ export async function execute(cli: Cli, io: Io, environ: NodeJS.ProcessEnv): Pro
     }
   }
 
+  let client: KubeClient;
+  try {
+    client = await KubeClient.create(clientOptions(cli.kubeconfig, cli.context, environ));
+  } catch (err) {
+    io.stderr.write(`kreg ${cli.command}: cannot load the kubeconfig: ${(err as Error).message}\n`);
+    return EXIT.usage;
+  }
   // Live lines go to stderr with --output json, so stdout holds nothing but the report.
   const live = cli.json ? io.stderr : io.stdout;
   const color = Boolean(live.isTTY) && !environ.NO_COLOR;
@@ -74,14 +82,6 @@ export async function execute(cli: Cli, io: Io, environ: NodeJS.ProcessEnv): Pro
   const say = (line: string) => {
     if (!cli.json) renderer.line(line, true);
   };
-  let client: KubeClient;
-  try {
-    const kubeconfig = cli.kubeconfig ?? environ.KUBECONFIG;
-    client = await KubeClient.create({ ...(kubeconfig ? { kubeconfig } : {}), ...(cli.context ? { context: cli.context } : {}) });
-  } catch (err) {
-    io.stderr.write(`kreg ${cli.command}: cannot load the kubeconfig: ${(err as Error).message}\n`);
-    return EXIT.usage;
-  }
   const emit = (value: unknown) => io.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
   const target: Target = cli.set ? { set: { name: cli.set.name, namespace: cli.set.namespace } } : targetFor(cli.env);
   try {
@@ -91,7 +91,7 @@ export async function execute(cli: Cli, io: Io, environ: NodeJS.ProcessEnv): Pro
         const report = await diff(client, objects, target, { prune: cli.prune, forceConflicts: cli.forceConflicts });
         const code = report.failure ? exitCodeOf(report.failure) : report.changes ? EXIT.changes : EXIT.ok;
         if (cli.json) emit({ ...report, exitCode: code });
-        else if (report.failure) printFailure(io, cli.command, report.failure);
+        else if (report.failure) printFailure(io.stderr, `kreg ${cli.command}`, report.failure);
         else io.stdout.write(renderDiff(report, Boolean(io.stdout.isTTY) && !environ.NO_COLOR));
         return code;
       }
@@ -164,16 +164,11 @@ export async function execute(cli: Cli, io: Io, environ: NodeJS.ProcessEnv): Pro
   } catch (err) {
     const failure = toEngineError(err).toFailure();
     if (cli.json) emit({ ok: false, exitCode: exitCodeOf(failure), failure });
-    else printFailure(io, cli.command, failure);
+    else printFailure(io.stderr, `kreg ${cli.command}`, failure);
     return exitCodeOf(failure);
   } finally {
     renderer.close?.();
     client.close();
   }
   return EXIT.ok;
-}
-
-function printFailure(io: Io, command: string, failure: EngineFailure): void {
-  io.stderr.write(`kreg ${command}: ${failure.message}${adviceFor(failure) ? `; ${adviceFor(failure)}` : ''}\n`);
-  for (const d of failure.details ?? []) io.stderr.write(`  ${d}\n`);
 }

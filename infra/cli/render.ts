@@ -101,6 +101,17 @@ export class LineRenderer {
   };
 }
 
+/**
+ * A failure that ends a command, on stderr: `<command>: <message>; <advice>`, then the details
+ * (conflicting fields, rejected objects) and the evidence (events, container states, logs).
+ */
+export function printFailure(stderr: NodeJS.WritableStream, command: string, failure: EngineFailure): void {
+  const advice = adviceFor(failure);
+  stderr.write(`${command}: ${failure.message}${advice ? `; ${advice}` : ''}\n`);
+  for (const d of failure.details ?? []) stderr.write(`  ${d}\n`);
+  if (failure.evidence) for (const line of formatEvidence(failure.evidence)) stderr.write(`${line}\n`);
+}
+
 /** Evidence as indented text lines, for the terminal. */
 export function formatEvidence(e: Evidence): string[] {
   const out: string[] = [];

@@ -16,14 +16,13 @@ import { createServer, type Server } from 'node:http';
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
-import { parseDuration } from '../cli.js';
-import { EXIT, exitCodeOf, formatEvidence, LineRenderer } from '../cli/render.js';
+import { clientOptions, parseDuration } from '../cli.js';
+import { EXIT, exitCodeOf, LineRenderer, printFailure } from '../cli/render.js';
 import { KubeClient } from '../engine/client.js';
 import { deploy } from '../engine/deploy.js';
-import type { EngineFailure } from '../engine/errors.js';
 import { toEngineError } from '../engine/errors.js';
 import { destroy } from '../engine/lifecycle.js';
-import { describeRef } from '../engine/types.js';
+import { describeRef, type KubeObject } from '../engine/types.js';
 import { sleep } from '../engine/util.js';
 import { DEFAULT_OPERATOR_IMAGE, DEFAULT_OPERATOR_NAMESPACE, operatorManifests, OPERATOR_NAME } from './install.js';
 import { OPERATOR_FIELD_MANAGER, RegistrationServiceController } from './controller.js';
@@ -122,8 +121,7 @@ export async function operatorCommand(argv: string[], io: Io, environ: NodeJS.Pr
   const log = (entry: Record<string, unknown>) => io.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), ...entry })}\n`);
   let client: KubeClient;
   try {
-    const kubeconfig = (values.kubeconfig as string | undefined) ?? environ.KUBECONFIG;
-    client = await KubeClient.create({ ...(kubeconfig ? { kubeconfig } : {}), ...(values.context ? { context: values.context as string } : {}) });
+    client = await KubeClient.create(clientOptions(values.kubeconfig as string | undefined, values.context as string | undefined, environ));
   } catch (err) {
     io.stderr.write(`kreg operator run: cannot load the kubeconfig: ${(err as Error).message}\n`);
     return 2;
@@ -141,8 +139,9 @@ export async function operatorCommand(argv: string[], io: Io, environ: NodeJS.Pr
       concurrency,
       log,
     });
-    await controller.start(leadership ?? stopSignal.signal);
-    if ((leadership ?? stopSignal.signal).aborted) return;
+    const until = leadership ?? stopSignal.signal;
+    await controller.start(until);
+    if (until.aborted) return;
     log({ msg: 'controller started', namespace: values.namespace ?? '(all)', concurrency, server: client.server });
   };
   const stopController = async () => {
@@ -183,14 +182,17 @@ export async function operatorCommand(argv: string[], io: Io, environ: NodeJS.Pr
   }
 }
 
+function isEstablished(crd: KubeObject | undefined): boolean {
+  return (crd?.status?.conditions ?? []).some((c: { type: string; status: string }) => c.type === 'Established' && c.status === 'True');
+}
+
 /** Applies the CRD (server-side, as kreg's field manager) and waits until it is Established. */
 export async function installCrd(client: KubeClient, log: (entry: Record<string, unknown>) => void): Promise<void> {
   await client.apply(registrationServiceCrd(), { fieldManager: OPERATOR_FIELD_MANAGER, force: true });
   const deadline = Date.now() + 60_000;
   for (;;) {
     const crd = await client.get({ apiVersion: 'apiextensions.k8s.io/v1', kind: 'CustomResourceDefinition', name: CRD_NAME });
-    const established = (crd?.status?.conditions ?? []).some((c: { type: string; status: string }) => c.type === 'Established' && c.status === 'True');
-    if (established) break;
+    if (isEstablished(crd)) break;
     if (Date.now() > deadline) throw new Error(`the CRD ${CRD_NAME} did not become Established within 60 s`);
     await sleep(200);
   }
@@ -206,7 +208,7 @@ export async function awaitCrd(client: KubeClient, log: (entry: Record<string, u
   let lastSaid = 0;
   while (!signal.aborted) {
     const crd = await client.get({ apiVersion: 'apiextensions.k8s.io/v1', kind: 'CustomResourceDefinition', name: CRD_NAME });
-    if ((crd?.status?.conditions ?? []).some((c: { type: string; status: string }) => c.type === 'Established' && c.status === 'True')) {
+    if (isEstablished(crd)) {
       client.forgetDiscovery('kreg.dev/v1alpha1');
       log({ msg: 'CRD established', crd: CRD_NAME });
       return;
@@ -252,15 +254,15 @@ async function installCommand(sub: 'install' | 'uninstall' | 'manifests', argv: 
     return EXIT.usage;
   }
   const namespace = (values.namespace as string | undefined) ?? DEFAULT_OPERATOR_NAMESPACE;
-  const objects = operatorManifests({ namespace, image: (values.image as string | undefined) ?? DEFAULT_OPERATOR_IMAGE, replicas });
+  const image = (values.image as string | undefined) ?? DEFAULT_OPERATOR_IMAGE;
+  const objects = operatorManifests({ namespace, image, replicas });
   if (sub === 'manifests') {
     io.stdout.write(objects.map((o) => stringify(o, { lineWidth: 0 })).join('---\n'));
     return EXIT.ok;
   }
   let client: KubeClient;
   try {
-    const kubeconfig = (values.kubeconfig as string | undefined) ?? environ.KUBECONFIG;
-    client = await KubeClient.create({ ...(kubeconfig ? { kubeconfig } : {}), ...(values.context ? { context: values.context as string } : {}) });
+    client = await KubeClient.create(clientOptions(values.kubeconfig as string | undefined, values.context as string | undefined, environ));
   } catch (err) {
     io.stderr.write(`kreg operator ${sub}: cannot load the kubeconfig: ${(err as Error).message}\n`);
     return EXIT.usage;
@@ -275,12 +277,12 @@ async function installCommand(sub: 'install' | 'uninstall' | 'manifests', argv: 
       return report.ok ? EXIT.ok : EXIT.timeout;
     }
     renderer.line(`installing the operator (${objects.length} objects) into namespace ${namespace} → context ${client.contextName} (${client.server})`, true);
-    const report = await deploy(client, objects, target, { timeoutMs, wait: true, prune: true, forceConflicts: true, description: `operator install (image ${(values.image as string | undefined) ?? DEFAULT_OPERATOR_IMAGE})`, onEvent: renderer.onEvent });
+    const report = await deploy(client, objects, target, { timeoutMs, wait: true, prune: true, forceConflicts: true, description: `operator install (image ${image})`, onEvent: renderer.onEvent });
     if (!report.ok) {
-      printEngineFailure(io, 'kreg operator install', report.failure!);
+      printFailure(io.stderr, 'kreg operator install', report.failure!);
       return exitCodeOf(report.failure);
     }
-    const holder = await waitForLeader(client, namespace, (values.image as string | undefined) ?? DEFAULT_OPERATOR_IMAGE, Math.max(10_000, timeoutMs - (report.timingsMs.total ?? 0)));
+    const holder = await waitForLeader(client, namespace, image, Math.max(10_000, timeoutMs - (report.timingsMs.total ?? 0)));
     if (!holder) {
       io.stderr.write(`kreg operator install: the operator is ready but no copy took the Lease ${namespace}/${OPERATOR_NAME}; see kubectl -n ${namespace} logs deploy/${OPERATOR_NAME}\n`);
       return EXIT.timeout;
@@ -289,17 +291,11 @@ async function installCommand(sub: 'install' | 'uninstall' | 'manifests', argv: 
     return EXIT.ok;
   } catch (err) {
     const failure = toEngineError(err).toFailure();
-    printEngineFailure(io, `kreg operator ${sub}`, failure);
+    printFailure(io.stderr, `kreg operator ${sub}`, failure);
     return exitCodeOf(failure);
   } finally {
     client.close();
   }
-}
-
-function printEngineFailure(io: Io, command: string, failure: EngineFailure): void {
-  io.stderr.write(`${command}: ${failure.message}\n`);
-  for (const d of failure.details ?? []) io.stderr.write(`  ${d}\n`);
-  if (failure.evidence) io.stderr.write(`${formatEvidence(failure.evidence).join('\n')}\n`);
 }
 
 /** The Lease's holder once a running copy with `image` holds and renews it, or undefined after timeoutMs. */

@@ -59,10 +59,15 @@ export class Informer {
   readonly synced: Promise<void> = new Promise((resolve) => (this.syncedResolve = resolve));
   private readonly healthState: InformerHealth = { synced: false, lastEventAt: 0, relists: {}, reconnects: {} };
 
+  /** One namespace, or (no namespace given) all of them. */
+  private readonly scope: { namespace: string } | { allNamespaces: true };
+
   constructor(
     private readonly client: KubeClient,
     private readonly options: InformerOptions,
-  ) {}
+  ) {
+    this.scope = options.namespace ? { namespace: options.namespace } : { allNamespaces: true };
+  }
 
   start(): this {
     this.running ??= this.loop();
@@ -121,7 +126,7 @@ export class Informer {
   /** Lists and reconciles the store with what it finds, reporting the differences as events. */
   private async relist(): Promise<void> {
     const { items, resourceVersion } = await this.client.listWithVersion(this.options.apiVersion, this.options.kind, {
-      ...(this.options.namespace ? { namespace: this.options.namespace } : { allNamespaces: true }),
+      ...this.scope,
       ...(this.options.labelSelector ? { labelSelector: this.options.labelSelector } : {}),
     });
     const seen = new Set<string>();
@@ -169,7 +174,7 @@ export class Informer {
     };
     try {
       for await (const event of this.client.watch(this.options.apiVersion, this.options.kind, {
-        ...(this.options.namespace ? { namespace: this.options.namespace } : { allNamespaces: true }),
+        ...this.scope,
         ...(this.options.labelSelector ? { labelSelector: this.options.labelSelector } : {}),
         resourceVersion: this.resourceVersion,
         timeoutSeconds,

@@ -22,7 +22,7 @@ import { synth } from '../../infra/main.js';
 import { installCrd } from '../../infra/operator/command.js';
 import { RegistrationServiceController } from '../../infra/operator/controller.js';
 import { API_VERSION, KIND } from '../../infra/operator/crd.js';
-import { deleteNamespace, KUBECONFIG, kubectl } from '../e2e/kube.js';
+import { deleteNamespace, KUBECONFIG, kreg, kubectl, waitFor } from '../e2e/kube.js';
 
 const NS = 'kreg-bench-operator';
 const CLI_NS = 'kreg-bench-cli';
@@ -36,15 +36,8 @@ const pct = (xs: number[], p: number) => {
 const fmt = (xs: number[]) => `p50 ${(pct(xs, 50) / 1000).toFixed(2)} s, p95 ${(pct(xs, 95) / 1000).toFixed(2)} s (n=${xs.length})`;
 const mib = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(0)} MiB`;
 
-async function until<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 120_000, everyMs = 25): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn().catch(() => undefined);
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}
+/** Polls fast (25 ms by default): the figures are latencies. */
+const until = <T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 120_000, everyMs = 25): Promise<T> => waitFor(what, fn, timeoutMs, everyMs);
 
 async function main(): Promise<void> {
   await deleteNamespace(NS);
@@ -174,15 +167,13 @@ async function main(): Promise<void> {
 async function installedOperator(): Promise<string[]> {
   const SYSTEM = 'kreg-bench-system';
   const TEAM = 'kreg-bench-installed';
-  const { spawnSync } = await import('node:child_process');
-  const kreg = (args: string[]) => {
-    const r = spawnSync(process.execPath, ['bin/kreg.mjs', ...args], { cwd: new URL('../../', import.meta.url).pathname, env: { ...process.env, KUBECONFIG, NO_COLOR: '1' }, encoding: 'utf8', timeout: 300_000 });
-    if (r.status !== 0) throw new Error(`kreg ${args.join(' ')} exited ${r.status}: ${r.stdout}${r.stderr}`);
-    return r.stdout;
+  const kregOk = async (args: string[]) => {
+    const r = await kreg(args, 300_000);
+    if (r.code !== 0) throw new Error(`kreg ${args.join(' ')} exited ${r.code}: ${r.stdout}${r.stderr}`);
   };
   const client = await KubeClient.create({ kubeconfig: KUBECONFIG });
   await deleteNamespace(TEAM);
-  kreg(['operator', 'install', '--namespace', SYSTEM]);
+  await kregOk(['operator', 'install', '--namespace', SYSTEM]);
   const leaderPod = async () => {
     const holder = (await client.get({ apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', namespace: SYSTEM, name: 'kreg-operator' }))!.spec.holderIdentity as string;
     return holder.slice(0, holder.lastIndexOf('_'));
@@ -221,7 +212,7 @@ async function installedOperator(): Promise<string[]> {
     await client.delete({ apiVersion: API_VERSION, kind: KIND, namespace: TEAM, name: 'bench' }).catch(() => false);
     await until('the resource to go', async () => (await client.get({ apiVersion: API_VERSION, kind: KIND, namespace: TEAM, name: 'bench' })) === undefined, 120_000, 200).catch(() => {});
     await deleteNamespace(TEAM);
-    kreg(['operator', 'uninstall', '--namespace', SYSTEM]);
+    await kregOk(['operator', 'uninstall', '--namespace', SYSTEM]);
     client.close();
   }
 }

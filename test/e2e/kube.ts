@@ -7,6 +7,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
+import { waitFor } from '../wait.js';
+
+export { waitFor };
 
 export const ROOT = new URL('../../', import.meta.url).pathname;
 
@@ -51,27 +54,6 @@ export function readManifests(dir = join(ROOT, 'dist')): any[] {
   return objects;
 }
 
-export async function waitFor<T>(
-  what: string,
-  check: () => Promise<T | undefined | false>,
-  timeoutMs = 120_000,
-  intervalMs = 1000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let lastError: unknown;
-  for (;;) {
-    try {
-      const value = await check();
-      if (value) return value;
-    } catch (err) {
-      lastError = err;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}${lastError ? `: ${String(lastError)}` : ''}`);
-    }
-    await new Promise((r) => setTimeout(r, intervalMs));
-  }
-}
 
 /** Deletes a namespace and waits until it is gone (its objects with it); absent is fine. */
 export async function deleteNamespace(namespace: string): Promise<void> {

@@ -15,6 +15,7 @@ import { get as httpsGet } from 'node:https';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { waitFor } from '../wait.js';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
 
@@ -173,18 +174,7 @@ export async function startApiServer(): Promise<TestApiServer> {
   }
 }
 
-/** Polls `fn` until it returns something truthy (errors count as not yet); the last error is reported on timeout. */
-export async function eventually<T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+/** Polls `fn` every 100 ms until it returns something truthy (errors count as not yet), for up to 15 s by default. */
+export function eventually<T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 15_000): Promise<T> {
+  return waitFor(what, async () => fn(), timeoutMs, 100);
 }

@@ -7,6 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { KubeClient } from '../../infra/engine/client.js';
 import { LeaderElector } from '../../infra/operator/leader.js';
 import { binariesPresent, startApiServer, type TestApiServer } from './apiserver.js';
+import { waitFor } from '../wait.js';
 
 const skip = binariesPresent() || process.env.CI ? false : 'no kube-apiserver/etcd build (run npm run cluster:up once)';
 
@@ -45,13 +46,7 @@ describe('leader election on a real Lease', { skip, timeout: 120_000 }, () => {
     return { elector, stop: async () => (stop.abort(), await running) };
   }
 
-  const waitUntil = async (what: string, fn: () => boolean, ms: number) => {
-    const deadline = Date.now() + ms;
-    while (!fn()) {
-      assert.ok(Date.now() < deadline, `timed out waiting for ${what}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  };
+  const waitUntil = (what: string, fn: () => boolean, ms: number) => waitFor(what, async () => fn(), ms, 50);
 
   it('one leads, the other waits; a released lease is taken over within a retry period', async () => {
     const terms: Array<{ who: string; from: number; to?: number }> = [];
