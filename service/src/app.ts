@@ -18,7 +18,16 @@ import type { Lifecycle } from './lifecycle.js';
 import { DatabaseRefusedError, DatabaseUnavailableError } from './db/guard.js';
 import { describeError, type Logger } from './logger.js';
 import { OverloadedError } from './users/hasher.js';
-import { LoginRequest, LoginResult, Problem, RegisterRequest, User, UserIdParam } from './users/schemas.js';
+import {
+  LoginRequest,
+  LoginResult,
+  RegisterRequest,
+  User,
+  UserIdParam,
+  describeCodes,
+  problemSchema,
+  type FieldCode,
+} from './users/schemas.js';
 import type { UserService } from './users/service.js';
 import { UsernameTakenError } from './users/store.js';
 
@@ -44,9 +53,10 @@ type Env = { Variables: RequestIdVariables; Bindings: { incoming?: { socket?: { 
 const REQUEST_ID_PATTERN = /^[A-Za-z0-9._:-]{8,128}$/;
 const PROBE_PATHS = new Set<string>(Object.values(HEALTH_PATHS));
 
-const problemResponse = (description: string) => ({
+const problemResponse = (description: string, schema: z.ZodType, headers?: z.ZodObject) => ({
   description,
-  content: { 'application/problem+json': { schema: Problem } },
+  ...(headers ? { headers } : {}),
+  content: { 'application/problem+json': { schema } },
 });
 
 const jsonBody = <T extends z.ZodType>(schema: T, description: string) => ({
@@ -54,6 +64,36 @@ const jsonBody = <T extends z.ZodType>(schema: T, description: string) => ({
   description,
   content: { 'application/json': { schema } },
 });
+
+// One problem schema per kind of answer, each naming the only types (and field codes) it carries.
+const REGISTER_CODES = [
+  'invalid_type', 'unknown_field', 'length', 'characters', 'invisible_characters', 'control_characters',
+  'same_as_username', 'too_common',
+] as const satisfies readonly FieldCode[];
+const LOGIN_CODES = ['invalid_type', 'unknown_field', 'length'] as const satisfies readonly FieldCode[];
+const RegisterInvalid = problemSchema('RegisterInvalidProblem', [ProblemType.validation, 'about:blank'], REGISTER_CODES);
+const LoginInvalid = problemSchema('LoginInvalidProblem', [ProblemType.validation, 'about:blank'], LOGIN_CODES);
+const UserIdInvalid = problemSchema('UserIdInvalidProblem', [ProblemType.validation], ['invalid_format']);
+const UsernameTaken = problemSchema('UsernameTakenProblem', [ProblemType.usernameTaken], ['taken']);
+const InvalidCredentials = problemSchema('InvalidCredentialsProblem', [ProblemType.invalidCredentials]);
+const RateLimited = problemSchema('RateLimitedProblem', [ProblemType.rateLimited]);
+const HashingOrDatabaseUnavailable = problemSchema('UnavailableProblem', [
+  ProblemType.overloaded,
+  ProblemType.databaseUnavailable,
+  ProblemType.databaseRefused,
+]);
+const DatabaseUnavailable = problemSchema('DatabaseUnavailableProblem', [ProblemType.databaseUnavailable, ProblemType.databaseRefused]);
+const NotReady = problemSchema('NotReadyProblem', [ProblemType.notReady]);
+const HttpProblem = problemSchema('HttpProblem', ['about:blank']);
+
+const retryAfter = z.object({ 'Retry-After': z.string().openapi({ description: 'Seconds to wait before retrying.', example: '1' }) });
+const retryAfterIfUseful = z.object({
+  'Retry-After': z.string().optional().openapi({ description: 'Seconds to wait; absent when retrying cannot help (credentials refused).' }),
+});
+const UNAVAILABLE =
+  'Cannot serve right now; nothing was changed. `type` says why: `overloaded` (password hashing capacity exhausted) ' +
+  'and `database-unavailable` (the database did not answer in time) carry Retry-After; `database-refused` (the ' +
+  "database refused the service's credentials) does not, since retrying cannot help.";
 
 const registerRoute = createRoute({
   method: 'post',
@@ -66,12 +106,19 @@ const registerRoute = createRoute({
       headers: z.object({ Location: z.string() }),
       content: { 'application/json': { schema: User } },
     },
-    400: problemResponse('Malformed JSON or invalid fields; `errors` lists each field problem.'),
-    409: problemResponse('The username (compared case-insensitively) is already registered.'),
-    413: problemResponse('Body larger than the limit.'),
-    415: problemResponse('Content-Type is not application/json.'),
-    429: problemResponse('Too many registrations from this client; see Retry-After.'),
-    503: problemResponse('Password hashing capacity exhausted, or the database did not answer in time (see Retry-After), or it refused the service\'s credentials (urn:kreg:problem:database-refused).'),
+    400: problemResponse(
+      'Malformed JSON (`about:blank`) or invalid fields (`validation-failed`); `errors` lists each field problem ' +
+        `with a JSON Pointer and one of these codes:${describeCodes(REGISTER_CODES)}`,
+      RegisterInvalid,
+    ),
+    409: problemResponse(
+      `The username is already registered; compared after NFKC and ignoring case.${describeCodes(['taken'])}`,
+      UsernameTaken,
+    ),
+    413: problemResponse('Body larger than the limit.', HttpProblem),
+    415: problemResponse('Content-Type is not application/json.', HttpProblem),
+    429: problemResponse('Too many registrations from this client; see Retry-After.', RateLimited, retryAfter),
+    503: problemResponse(UNAVAILABLE, HashingOrDatabaseUnavailable, retryAfterIfUseful),
   },
 });
 
@@ -82,12 +129,15 @@ const loginRoute = createRoute({
   request: { body: jsonBody(LoginRequest, 'Credentials.') },
   responses: {
     200: { description: 'Credentials are valid.', content: { 'application/json': { schema: LoginResult } } },
-    400: problemResponse('Malformed JSON or invalid fields.'),
-    401: problemResponse('Unknown user or wrong password (deliberately indistinguishable).'),
-    413: problemResponse('Body larger than the limit.'),
-    415: problemResponse('Content-Type is not application/json.'),
-    429: problemResponse('Too many login attempts from this client; see Retry-After.'),
-    503: problemResponse('Password hashing capacity exhausted, or the database did not answer in time (see Retry-After), or it refused the service\'s credentials.'),
+    400: problemResponse(
+      `Malformed JSON (\`about:blank\`) or invalid fields (\`validation-failed\`), with these codes:${describeCodes(LOGIN_CODES)}`,
+      LoginInvalid,
+    ),
+    401: problemResponse('Unknown user or wrong password (deliberately indistinguishable).', InvalidCredentials),
+    413: problemResponse('Body larger than the limit.', HttpProblem),
+    415: problemResponse('Content-Type is not application/json.', HttpProblem),
+    429: problemResponse('Too many login attempts from this client; see Retry-After.', RateLimited, retryAfter),
+    503: problemResponse(UNAVAILABLE, HashingOrDatabaseUnavailable, retryAfterIfUseful),
   },
 });
 
@@ -98,9 +148,13 @@ const getUserRoute = createRoute({
   request: { params: UserIdParam },
   responses: {
     200: { description: 'The user.', content: { 'application/json': { schema: User } } },
-    400: problemResponse('The id is not a UUID.'),
-    404: problemResponse('No such user.'),
-    503: problemResponse('The database did not answer in time (see Retry-After), or it refused the service\'s credentials.'),
+    400: problemResponse(`The id is not a UUID.${describeCodes(['invalid_format'])}`, UserIdInvalid),
+    404: problemResponse('No such user.', HttpProblem),
+    503: problemResponse(
+      "The database did not answer in time (see Retry-After), or it refused the service's credentials.",
+      DatabaseUnavailable,
+      retryAfterIfUseful,
+    ),
   },
 });
 
@@ -119,7 +173,7 @@ const readyzRoute = createRoute({
   summary: 'Readiness: started, not draining, and the database answers',
   responses: {
     200: { description: 'Ready to take traffic.', content: { 'application/json': { schema: healthResponse } } },
-    503: problemResponse('Starting, draining, the database is unreachable, or its writes are failing.'),
+    503: problemResponse('Starting, draining, the database is unreachable, or its writes are failing.', NotReady),
   },
 });
 

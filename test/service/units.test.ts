@@ -10,6 +10,9 @@ import {
   checkUsername,
   commonPasswordCount,
   displayUsername,
+  USERNAME_EXCLUDED,
+  USERNAME_EXCLUDED_FIRST,
+  USERNAME_PATTERN_SOURCE,
 } from '../../service/src/users/credentials.js';
 
 describe('config', () => {
@@ -63,20 +66,66 @@ describe('config', () => {
 });
 
 describe('credentials', () => {
-  test('normalization: NFKC, trimmed, case-folded', () => {
-    assert.equal(displayUsername('  Ａｌｉｃｅ '), 'Alice');
+  test('normalization: NFKC, case-folded; nothing trimmed', () => {
+    assert.equal(displayUsername('Ａｌｉｃｅ'), 'Alice');
+    assert.equal(displayUsername(' alice'), ' alice');
     assert.equal(canonicalUsername('ALICE'), canonicalUsername('ａｌｉｃｅ'));
     assert.equal(canonicalUsername('Ⅸ-roman'), 'ix-roman');
   });
 
-  test('username rules', () => {
+  test('username rules hold for the name as sent', () => {
     assert.equal(checkUsername('abc'), undefined);
     assert.equal(checkUsername('a'.repeat(32)), undefined);
     assert.equal(checkUsername('a'.repeat(33))?.code, 'length');
     assert.equal(checkUsername('\u00ADabc')?.code, 'invisible_characters');
     assert.equal(checkUsername('ab\u200Dc')?.code, 'invisible_characters');
     assert.equal(checkUsername('abc\u061C')?.code, 'invisible_characters');
+    assert.equal(checkUsername('abc\uFE0F')?.code, 'invisible_characters');
+    assert.equal(checkUsername('\u3164abc')?.code, 'invisible_characters');
     assert.equal(checkUsername('-abc')?.code, 'characters');
+    assert.equal(checkUsername(' alice')?.code, 'characters', 'surrounding spaces are refused, not trimmed');
+    assert.equal(checkUsername('alice ')?.code, 'characters');
+    assert.equal(checkUsername('ab😀')?.code, 'characters');
+    // Letters whose NFKC form would break the shape: "¼" → "1⁄4", "ŀ" → "l·".
+    assert.equal(checkUsername('ab¼')?.code, 'characters');
+    assert.equal(checkUsername('aŀb')?.code, 'characters');
+    // Thai SARA AM is fine inside a name, not first: its NFKC form starts with a combining mark.
+    assert.equal(checkUsername('กำไร'), undefined);
+    assert.equal(checkUsername('ำกไ')?.code, 'characters');
+    // Counted in code points as sent: "e" + combining acute is two, though NFKC makes it one.
+    assert.equal(checkUsername('be\u0301'), undefined);
+    assert.equal(checkUsername('𝒜𝒷𝒸'), undefined, 'astral letters count once each');
+    assert.equal(checkUsername('Ａｌｉｃｅ'), undefined);
+  });
+
+  test('the published pattern is the rule, and its exclusion lists match this Node\'s Unicode data', () => {
+    const published = new RegExp(USERNAME_PATTERN_SOURCE, 'u');
+    const shape = /^[\p{L}\p{M}\p{N}._-]*$/u;
+    const invisible = /[\p{Default_Ignorable_Code_Point}\p{Bidi_Control}]/u;
+    const letterMarkDigit = /^[\p{L}\p{M}\p{N}]$/u;
+    const starter = /^[\p{L}\p{N}]/u;
+    const excluded: number[] = [];
+    const excludedFirst: number[] = [];
+    for (let cp = 0; cp <= 0x10ffff; cp++) {
+      if (cp >= 0xd800 && cp <= 0xdfff) continue;
+      const c = String.fromCodePoint(cp);
+      if (!letterMarkDigit.test(c)) continue;
+      const nfkc = c.normalize('NFKC');
+      if (invisible.test(c) || invisible.test(nfkc) || !shape.test(nfkc)) excluded.push(cp);
+      else if (starter.test(c) && !starter.test(nfkc)) excludedFirst.push(cp);
+    }
+    const expand = (ranges: ReadonlyArray<readonly [number, number]>) =>
+      ranges.flatMap(([from, to]) => Array.from({ length: to - from + 1 }, (_, i) => from + i));
+    const hex = (cps: number[]) => cps.map((cp) => cp.toString(16));
+    assert.deepEqual(hex(expand(USERNAME_EXCLUDED)), hex(excluded), `USERNAME_EXCLUDED is stale for Unicode ${process.versions.unicode}`);
+    assert.deepEqual(hex(expand(USERNAME_EXCLUDED_FIRST)), hex(excludedFirst), 'USERNAME_EXCLUDED_FIRST is stale');
+    // Every name the pattern admits keeps the shape once normalized, so the stored form obeys it too.
+    for (const cp of [0x41, 0xe9, 0x4e2d, 0xff21, 0x2168, 0x1d49c, 0xe33, 0xff76]) {
+      const name = `a${String.fromCodePoint(cp)}b`;
+      assert.ok(published.test(name), name);
+      assert.match(displayUsername(name), /^[\p{L}\p{N}][\p{L}\p{M}\p{N}._-]*$/u);
+    }
+    for (const [from] of USERNAME_EXCLUDED) assert.equal(published.test(`ab${String.fromCodePoint(from)}`), false);
   });
 
   test('password rules count code points and reject common passwords case-insensitively', () => {

@@ -18,12 +18,51 @@ export interface FieldProblem {
 // make two different stored names look identical or make a name render reversed.
 const INVISIBLE_OR_BIDI = /[\p{Default_Ignorable_Code_Point}\p{Bidi_Control}]/u;
 const CONTROL = /\p{Cc}/u;
-// Letters (with their combining marks), digits and . _ - ; the first character is a letter or digit.
-const USERNAME_SHAPE = /^[\p{L}\p{N}][\p{L}\p{M}\p{N}._-]*$/u;
 
-/** Display form: trimmed and NFKC-normalized (fullwidth "Ａｌｉｃｅ" becomes "Alice"). */
+/**
+ * Letters, marks and digits a username still may not contain: the invisible ones (Hangul fillers,
+ * variation selectors, the combining grapheme joiner) and those whose NFKC form leaves the allowed
+ * set ("¼" becomes "1⁄4", "ŀ" becomes "l·", some Arabic forms gain a space). Spelled out as ranges,
+ * not computed, so the rule fits in a JSON Schema pattern; a unit test recomputes both lists from
+ * the running Node's Unicode data and fails when a Unicode update changes them.
+ */
+export const USERNAME_EXCLUDED: ReadonlyArray<readonly [number, number]> = [
+  [0xbc, 0xbe], [0x13f, 0x140], [0x34f, 0x34f], [0x37a, 0x37a], [0x115f, 0x1160], [0x17b4, 0x17b5],
+  [0x180b, 0x180d], [0x180f, 0x180f], [0x2150, 0x215f], [0x2189, 0x2189], [0x2474, 0x2487],
+  [0x3164, 0x3164], [0x3220, 0x3229], [0xfc5e, 0xfc63], [0xfdfa, 0xfdfb], [0xfe00, 0xfe0f],
+  [0xfe70, 0xfe70], [0xfe72, 0xfe72], [0xfe74, 0xfe74], [0xfe76, 0xfe76], [0xfe78, 0xfe78],
+  [0xfe7a, 0xfe7a], [0xfe7c, 0xfe7c], [0xfe7e, 0xfe7e], [0xffa0, 0xffa0], [0x1f101, 0x1f10a],
+  [0xe0100, 0xe01ef],
+];
+
+/** Letters that cannot start a name because their NFKC form starts with a mark (Thai "ำ", "ﾞ"). */
+export const USERNAME_EXCLUDED_FIRST: ReadonlyArray<readonly [number, number]> = [
+  [0xe33, 0xe33], [0xeb3, 0xeb3], [0xff9e, 0xff9f],
+];
+
+// \uXXXX is the one escape ECMAScript, Python and Rust regexes all read; astral characters (past
+// U+FFFF) have no such shared escape, so they stand in the pattern as themselves.
+const patternChar = (cp: number) =>
+  cp > 0xffff ? String.fromCodePoint(cp) : `\\u${cp.toString(16).toUpperCase().padStart(4, '0')}`;
+const characterClass = (ranges: ReadonlyArray<readonly [number, number]>) =>
+  `[${ranges.map(([from, to]) => (from === to ? patternChar(from) : `${patternChar(from)}-${patternChar(to)}`)).join('')}]`;
+
+/**
+ * The whole username rule but its length, as an ECMAScript pattern (Unicode mode). The OpenAPI
+ * document publishes this exact source, so a client or a fuzzer checks what the server checks:
+ * a letter or digit first, then letters, marks, digits, ".", "_" and "-", none of the excluded.
+ */
+export const USERNAME_PATTERN_SOURCE =
+  `^(?!.*${characterClass(USERNAME_EXCLUDED)})(?!${characterClass(USERNAME_EXCLUDED_FIRST)})` +
+  '[\\p{L}\\p{N}][\\p{L}\\p{M}\\p{N}._-]*$';
+const USERNAME_PATTERN = new RegExp(USERNAME_PATTERN_SOURCE, 'u');
+
+/**
+ * Display form: NFKC-normalized (fullwidth "Ａｌｉｃｅ" becomes "Alice"). The rules above hold for the
+ * name as sent; the pattern's exclusions make sure its NFKC form still has the same shape.
+ */
 export function displayUsername(raw: string): string {
-  return raw.trim().normalize('NFKC');
+  return raw.normalize('NFKC');
 }
 
 /** Uniqueness key: the display form, case-folded. "Alice", "ALICE" and "Ａｌｉｃｅ" share one. */
@@ -39,15 +78,14 @@ export function checkUsername(raw: string): FieldProblem | undefined {
     return problem('invisible_characters', 'must not contain invisible or text-direction characters');
   }
   if (CONTROL.test(raw)) return problem('control_characters', 'must not contain control characters');
-  const name = displayUsername(raw);
-  const length = codePoints(name);
+  const length = codePoints(raw);
   if (length < USERNAME_MIN || length > USERNAME_MAX) {
     return problem('length', `must be ${USERNAME_MIN} to ${USERNAME_MAX} characters long (got ${length})`);
   }
-  if (!USERNAME_SHAPE.test(name)) {
+  if (!USERNAME_PATTERN.test(raw)) {
     return problem(
       'characters',
-      'may contain only letters, digits, ".", "_" and "-", and must start with a letter or digit',
+      'may contain only letters, digits, ".", "_" and "-" (no spaces, not even around it), and must start with a letter or digit',
     );
   }
   return undefined;
@@ -56,7 +94,7 @@ export function checkUsername(raw: string): FieldProblem | undefined {
 /**
  * Passwords are NFKC-normalized before hashing (as NIST SP 800-63B suggests) so the same password
  * typed on different keyboards or input methods matches. Nothing else is changed: no trimming,
- * no truncation, every character allowed.
+ * no truncation, every character allowed. Its length rule applies to the password as sent.
  */
 export function normalizePassword(raw: string): string {
   return raw.normalize('NFKC');
@@ -74,15 +112,21 @@ export function isCommonPassword(password: string): boolean {
   return commonPasswords.has(password.toLowerCase());
 }
 
-export function commonPasswordCount(): number {
+/** The list itself, for the contract test's fuzzer (it must not offer one as a valid password). */
+export function commonPasswordList(): ReadonlySet<string> {
   isCommonPassword('');
-  return commonPasswords!.size;
+  return commonPasswords!;
+}
+
+export function commonPasswordCount(): number {
+  return commonPasswordList().size;
 }
 
 export function checkPassword(raw: string, username: string): FieldProblem | undefined {
   const problem = (code: string, detail: string): FieldProblem => ({ field: 'password', code, detail });
+  // Counted as sent, like the username, so the published minLength/maxLength are the rule.
+  const length = codePoints(raw);
   const password = normalizePassword(raw);
-  const length = codePoints(password);
   if (length < PASSWORD_MIN || length > PASSWORD_MAX) {
     return problem('length', `must be ${PASSWORD_MIN} to ${PASSWORD_MAX} characters long (got ${length})`);
   }

@@ -8,22 +8,50 @@ import {
   PASSWORD_MIN,
   USERNAME_MAX,
   USERNAME_MIN,
+  USERNAME_PATTERN_SOURCE,
   checkPassword,
   checkUsername,
 } from './credentials.js';
 
+const codePointLength = (s: string) => [...s].length;
+
+/**
+ * A string whose length limits are counted in Unicode code points, as JSON Schema's minLength and
+ * maxLength are (zod's own .min/.max count UTF-16 units, which would make "😀" two characters long).
+ */
+const sizedString = (min: number, max: number) =>
+  z
+    .string()
+    .superRefine((value, ctx) => {
+      const length = codePointLength(value);
+      if (length < min || length > max) {
+        ctx.addIssue({ code: 'custom', message: `must be ${min} to ${max} characters long (got ${length})`, params: { code: 'length' } });
+      }
+    })
+    .openapi({ minLength: min, maxLength: max });
+
+// The schema states the whole rule that JSON Schema can state; what it cannot (the common-password
+// list, "not the username", uniqueness) is enforced by the refinement below and documented with
+// its problem code on the 400 and 409 responses.
 const usernameField = z.string().openapi({
   description:
-    `${USERNAME_MIN}–${USERNAME_MAX} characters: letters, digits, ".", "_", "-", starting with a letter or digit. ` +
-    'Trimmed and NFKC-normalized; unique case-insensitively ("Alice" and "alice" are the same user). ' +
-    'Invisible and text-direction characters are rejected.',
+    `${USERNAME_MIN}–${USERNAME_MAX} characters (code points, as sent): letters, marks, digits, ".", "_", "-", ` +
+    'starting with a letter or digit; no spaces, not even around it. Stored NFKC-normalized ("Ａｌｉｃｅ" is ' +
+    'stored as "Alice") and unique case-insensitively ("Alice" and "alice" are the same user). Invisible ' +
+    'characters, and the few letters whose NFKC form is not a letter (such as "¼"), are excluded by the pattern.',
+  minLength: USERNAME_MIN,
+  maxLength: USERNAME_MAX,
+  pattern: USERNAME_PATTERN_SOURCE,
   example: 'alice',
 });
 
 const passwordField = z.string().openapi({
   description:
-    `${PASSWORD_MIN}–${PASSWORD_MAX} characters (Unicode code points, after NFKC), not the username, ` +
-    'not one of the most common passwords. Any character is allowed; nothing is truncated.',
+    `${PASSWORD_MIN}–${PASSWORD_MAX} characters (code points, as sent), not the username (compared ` +
+    'case-insensitively), not one of the most common passwords. Any character is allowed; nothing is ' +
+    'trimmed or truncated. NFKC-normalized before hashing.',
+  minLength: PASSWORD_MIN,
+  maxLength: PASSWORD_MAX,
   example: 'correct horse battery staple',
   format: 'password',
 });
@@ -46,8 +74,8 @@ export const RegisterRequest = z
 // simply unknown (401), indistinguishable from a wrong password.
 export const LoginRequest = z
   .strictObject({
-    username: z.string().min(1).max(256).openapi({ example: 'alice' }),
-    password: z.string().min(1).max(1024).openapi({ example: 'correct horse battery staple', format: 'password' }),
+    username: sizedString(1, 256).openapi({ example: 'alice' }),
+    password: sizedString(1, 1024).openapi({ example: 'correct horse battery staple', format: 'password' }),
   })
   .openapi('LoginRequest');
 
@@ -63,19 +91,47 @@ export const LoginResult = z
   .object({ id: z.uuid(), username: z.string() })
   .openapi('LoginResult');
 
-export const Problem = z
-  .object({
-    type: z.string().openapi({ example: 'urn:kreg:problem:validation-failed' }),
+/** Field problem codes a 400 can carry, with what each means; the OpenAPI document lists them per operation. */
+export const FIELD_CODES = {
+  invalid_type: 'a field is missing or not a string, or the body is not a JSON object',
+  unknown_field: 'the body has a field the operation does not define',
+  length: 'too short or too long (in code points, as sent)',
+  characters: 'username: a character outside the pattern',
+  invisible_characters: 'username: an invisible or text-direction character',
+  control_characters: 'username: a control character',
+  same_as_username: 'password: equal to the username, ignoring case',
+  too_common: 'password: one of the most common passwords',
+  invalid_format: 'a path parameter is not in its format (a user id is a UUID)',
+  taken: 'username: already registered, ignoring case and width',
+} as const;
+export type FieldCode = keyof typeof FIELD_CODES;
+
+/**
+ * A problem+json body narrowed to the types (and field codes) one response can carry, so the
+ * document says exactly what a client may receive and a response that says otherwise fails the
+ * fuzzer's response-schema check.
+ */
+export function problemSchema(name: string, types: readonly [string, ...string[]], codes?: readonly [FieldCode, ...FieldCode[]]) {
+  const fieldError = z.object({
+    pointer: z.string().openapi({ example: '#/password' }),
+    code: codes ? z.enum(codes) : z.string(),
+    detail: z.string(),
+  });
+  const base = {
+    type: z.enum(types).openapi({ example: types[0] }),
     title: z.string(),
     status: z.number().int(),
     detail: z.string(),
     instance: z.string().optional(),
     requestId: z.string().optional(),
-    errors: z
-      .array(z.object({ pointer: z.string().openapi({ example: '#/password' }), code: z.string(), detail: z.string() }))
-      .optional(),
-  })
-  .openapi('Problem');
+  };
+  return (codes ? z.object({ ...base, errors: z.array(fieldError).optional() }) : z.object(base)).openapi(name);
+}
+
+/** The codes, each with its meaning, as a Markdown list for a response description. */
+export function describeCodes(codes: readonly FieldCode[]): string {
+  return codes.map((code) => `\n- \`${code}\`: ${FIELD_CODES[code]}`).join('');
+}
 
 export const UserIdParam = z.object({
   id: z.uuid().openapi({ param: { name: 'id', in: 'path' }, example: '0b5c3c1e-8d6f-4a55-9d0e-5f3f1a2b7c9d' }),
