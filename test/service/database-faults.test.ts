@@ -402,6 +402,48 @@ describe('WebSocket mode', () => {
   });
 });
 
+describe('WebSocket faults', () => {
+  test('a peer that drops the connection mid-request, then a closed port: 503 database-unavailable with Retry-After, never a 500', async () => {
+    const dir = tempDir();
+    // Speaks just enough Hrana to open a connection, then drops the TCP connection (close code 1006)
+    // on the first request, as a killed sqld does.
+    const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+    wss.on('connection', (ws) => {
+      ws.on('message', (data) => {
+        const msg = JSON.parse(String(data)) as { type: string };
+        if (msg.type === 'hello') ws.send(JSON.stringify({ type: 'hello_ok' }));
+        else ws.terminate();
+      });
+    });
+    await new Promise<void>((resolve) => wss.once('listening', () => resolve()));
+    const { port } = wss.address() as { port: number };
+    let server: Awaited<ReturnType<typeof startTestServer>> | undefined;
+    try {
+      server = await startTestServer(dir.path, {
+        DATABASE_URL: `ws://127.0.0.1:${port}`,
+        DATABASE_STARTUP_WAIT_SECONDS: '0',
+        DATABASE_MIGRATE: 'never',
+        DATABASE_TIMEOUT_MS: String(DEADLINE_MS),
+      });
+      for (const path of ['/register', '/login']) {
+        assertUnavailable(await timed(fetch(`${server.url}${path}`, json({ username: 'ws-dropped', password: GOOD_PASSWORD }))), `${path}, dropped`);
+      }
+      for (const client of wss.clients) client.terminate();
+      await new Promise<void>((resolve) => wss.close(() => resolve()));
+      for (const path of ['/register', '/login']) {
+        assertUnavailable(await timed(fetch(`${server.url}${path}`, json({ username: 'ws-gone', password: GOOD_PASSWORD }))), `${path}, port closed`);
+      }
+      assert.equal((await fetch(`${server.url}/readyz`)).status, 503);
+      assert.doesNotMatch(server.logs.text, /unhandled error/);
+    } finally {
+      await server?.shutdown('test over');
+      for (const client of wss.clients) client.terminate();
+      wss.close();
+      dir.remove();
+    }
+  });
+});
+
 describe('remote mode at start-up: a refused token stops the process with one line; an unreachable server is waited for', () => {
   const serverEnv = (url: string, token: string) => ({
     PATH: process.env.PATH,

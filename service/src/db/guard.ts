@@ -52,6 +52,10 @@ const TRANSIENT_CODES = new Set([
   'UND_ERR_HEADERS_TIMEOUT',
   'UND_ERR_BODY_TIMEOUT',
   'SQLITE_BUSY',
+  // @libsql/client over ws://: the connection failed or dropped (close code 1006 when sqld dies),
+  // and the stream it carried was closed with it. The next request opens a new connection.
+  'HRANA_WEBSOCKET_ERROR',
+  'HRANA_CLOSED_ERROR',
 ]);
 
 /** `err` and its causes, outermost first (drizzle wraps the driver's error, which wraps the transport's). */
