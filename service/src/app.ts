@@ -305,8 +305,20 @@ export function buildApp(deps: AppDeps): OpenAPIHono<Env> {
   const loginLimiter = new RateLimiter(options.rateLimit.login, options.rateLimit.windowSeconds);
   app.use('/register', rateLimit(registerLimiter, () => metrics.registrations.inc({ outcome: 'rate_limited' }), 'registration'));
   app.use('/login', rateLimit(loginLimiter, () => metrics.logins.inc({ outcome: 'rate_limited' }), 'login'));
-  app.use('/register', bodyLimit({ maxSize: options.bodyLimitBytes, onError: tooLarge }));
-  app.use('/login', bodyLimit({ maxSize: options.bodyLimitBytes, onError: tooLarge }));
+  // Hono's bodyLimit first reads `c.req.raw.body`, which makes @hono/node-server build a full web
+  // Request and later parse the JSON through Web Streams instead of reading the socket directly:
+  // measured at about a fifth of the event loop's time per login. A declared Content-Length (what
+  // every client sends for a small JSON body) is enough to decide; only a chunked body is counted.
+  const countingLimit = bodyLimit({ maxSize: options.bodyLimitBytes, onError: tooLarge });
+  const limitBody: MiddlewareHandler<Env> = async (c, next) => {
+    const declared = c.req.header('content-length');
+    if (declared !== undefined && c.req.header('transfer-encoding') === undefined) {
+      return Number(declared) > options.bodyLimitBytes ? tooLarge(c) : next();
+    }
+    return countingLimit(c, next);
+  };
+  app.use('/register', limitBody);
+  app.use('/login', limitBody);
 
   app.openapi(registerRoute, async (c) => {
     const input = c.req.valid('json');

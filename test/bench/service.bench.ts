@@ -8,10 +8,16 @@
  *   3. failed logins/s (unknown users: each still costs one argon2 verification);
  *   4. GET /readyz requests/s (includes a database round trip).
  * Timings on shared machines are noisy, which is why the ratio is measured in the same run.
- * Environment: BENCH_SECONDS (default 10), BENCH_CONNECTIONS (default 8).
+ * Each phase also reports the CPU the server and the load generator used (from /proc and
+ * process.cpuUsage), as a share of the machine: a generator that eats the cores the hashes need
+ * lowers the ratio without the server being at fault. When wrk is installed (Debian's package), the
+ * registration phase runs a second time with wrk and a Lua script, a generator in C that costs a
+ * fraction of autocannon's CPU, and both figures are reported.
+ * Environment: BENCH_SECONDS (default 10), BENCH_CONNECTIONS (default 8), BENCH_PROFILE=1 (the server
+ * runs with --cpu-prof; the top frames of its main thread during the registration phase are printed).
  */
-import { spawn } from 'node:child_process';
-import { mkdtempSync, openSync, rmSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,6 +27,8 @@ import { loadConfig } from '../../service/src/config.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 8);
+const PROFILE = process.env.BENCH_PROFILE === '1';
+const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
 const ROOT = new URL('../../', import.meta.url).pathname;
 
 async function hashingBound(seconds: number, workers: number): Promise<{ perSecond: number; workers: number }> {
@@ -48,9 +56,18 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-async function startServer(dir: string): Promise<{ url: string; stop(): Promise<void> }> {
+interface Server {
+  url: string;
+  /** CPU seconds the server process has used so far (all its threads: event loop and hashing). */
+  cpuSeconds(): number;
+  /** CPU seconds so far per kind of thread: the event loop ("main"), libuv's pool, V8's helpers. */
+  cpuByThread(): Map<string, number>;
+  stop(): Promise<void>;
+}
+
+async function startServer(dir: string, profileDir?: string): Promise<Server> {
   const port = await freePort();
-  const child = spawn(process.execPath, ['--import', 'tsx', 'service/src/server.ts'], {
+  const child = spawn(process.execPath, [...(profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : []), '--import', 'tsx', 'service/src/server.ts'], {
     cwd: ROOT,
     env: {
       ...process.env,
@@ -78,6 +95,27 @@ async function startServer(dir: string): Promise<{ url: string; stop(): Promise<
   }
   return {
     url,
+    cpuSeconds: () => {
+      // /proc/<pid>/stat fields 14 and 15: user and system time of every thread, in clock ticks.
+      const fields = readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+      return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+    },
+    cpuByThread: () => {
+      const byKind = new Map<string, number>();
+      for (const tid of readdirSync(`/proc/${child.pid}/task`)) {
+        let stat: string;
+        try {
+          stat = readFileSync(`/proc/${child.pid}/task/${tid}/stat`, 'utf8');
+        } catch {
+          continue; // the thread ended meanwhile
+        }
+        const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+        const kind = tid === String(child.pid) ? 'main' : name.startsWith('libuv-worker') ? 'libuv pool' : name.startsWith('V8') ? 'V8 helpers' : 'other';
+        const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+        byKind.set(kind, (byKind.get(kind) ?? 0) + (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS);
+      }
+      return byKind;
+    },
     stop: () =>
       new Promise((resolve) => {
         if (exited) return resolve();
@@ -87,31 +125,170 @@ async function startServer(dir: string): Promise<{ url: string; stop(): Promise<
   };
 }
 
+/** Where a frame's code comes from: an npm package, Node itself, the service, or V8's own states. */
+function packageOf(frame: { functionName: string; url: string }): string {
+  if (!frame.url) return frame.functionName.startsWith('(') ? frame.functionName : `native: ${frame.functionName}`;
+  const inPackage = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(frame.url);
+  if (inPackage) return inPackage[1]!;
+  if (frame.url.startsWith('node:')) return 'node (built-in modules)';
+  if (frame.url.includes('/service/src/')) return 'service/src';
+  return frame.url;
+}
+
+/**
+ * Self time per function in a V8 .cpuprofile, the top `n`, as shares of the samples taken in the
+ * last `seconds` before the process began to exit (so start-up, module loading and tsx's compiling
+ * are left out: the profile covers the whole process, the phase is its last seconds).
+ */
+function topFrames(profilePath: string, seconds: number, by: 'function' | 'package', n = 15): Array<{ frame: string; share: number }> {
+  const profile = JSON.parse(readFileSync(profilePath, 'utf8')) as {
+    nodes: Array<{ id: number; callFrame: { functionName: string; url: string; lineNumber: number } }>;
+    samples: number[];
+    timeDeltas: number[];
+    endTime: number;
+  };
+  const byId = new Map(profile.nodes.map((node) => [node.id, node.callFrame]));
+  const counts = new Map<string, number>();
+  let total = 0;
+  const from = profile.endTime - seconds * 1e6;
+  const to = profile.endTime - 0.5e6;
+  let at = profile.endTime - profile.timeDeltas.reduce((a, b) => a + b, 0);
+  for (const [i, id] of profile.samples.entries()) {
+    at += profile.timeDeltas[i]!;
+    if (at < from || at > to) continue;
+    const frame = byId.get(id)!;
+    const where = frame.url ? `${frame.url.replace(/^.*node_modules\//, '').replace(/^file:\/\/.*?\/service\//, 'service/')}:${frame.lineNumber + 1}` : '';
+    const key = by === 'function' ? `${frame.functionName || '(anonymous)'} ${where}`.trim() : packageOf(frame);
+    counts.set(key, (counts.get(key) ?? 0) + 1);
+    total++;
+  }
+  return [...counts]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, n)
+    .map(([frame, count]) => ({ frame, share: count / total }));
+}
+
 interface Run {
   requests: number;
   perSecond: number;
   p50: number;
   p99: number;
   statuses: Record<string, number>;
+  /** Shares of the machine's CPU (all cores) during the phase. */
+  serverCpu: number;
+  generatorCpu: number;
+  /** The server's CPU per kind of thread, as shares of one core. */
+  serverThreads: Map<string, number>;
 }
 
-async function drive(opts: autocannon.Options): Promise<Run> {
-  const statuses: Record<string, number> = {};
-  const result = await new Promise<autocannon.Result>((resolve, reject) => {
-    const instance = autocannon({ connections: CONNECTIONS, duration: SECONDS, ...opts }, (err, res) =>
-      err ? reject(err) : resolve(res),
-    );
-    instance.on('response', (_client, statusCode) => {
-      statuses[statusCode] = (statuses[statusCode] ?? 0) + 1;
+/** Runs `phase` and measures the CPU the server and the generator used meanwhile. */
+async function withCpu<T>(
+  server: Server,
+  generatorCpuSeconds: () => number,
+  phase: () => Promise<T>,
+): Promise<T & { serverCpu: number; generatorCpu: number; serverThreads: Map<string, number> }> {
+  const cores = availableParallelism();
+  const t0 = performance.now();
+  const server0 = server.cpuSeconds();
+  const threads0 = server.cpuByThread();
+  const generator0 = generatorCpuSeconds();
+  const result = await phase();
+  const wall = (performance.now() - t0) / 1000;
+  const threads = server.cpuByThread();
+  return {
+    ...result,
+    serverCpu: (server.cpuSeconds() - server0) / wall / cores,
+    generatorCpu: (generatorCpuSeconds() - generator0) / wall / cores,
+    serverThreads: new Map([...threads].map(([kind, seconds]) => [kind, (seconds - (threads0.get(kind) ?? 0)) / wall])),
+  };
+}
+
+/** CPU seconds of this process's children that have exited and been reaped (wrk, once it is done). */
+const reapedChildrenCpuSeconds = () => {
+  const fields = readFileSync('/proc/self/stat', 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[13]) + Number(fields[14])) / CLOCK_TICKS;
+};
+
+const ownCpuSeconds = () => {
+  const usage = process.cpuUsage();
+  return (usage.user + usage.system) / 1e6;
+};
+
+async function drive(server: Server, opts: autocannon.Options): Promise<Run> {
+  return withCpu(server, ownCpuSeconds, async () => {
+    const statuses: Record<string, number> = {};
+    const result = await new Promise<autocannon.Result>((resolve, reject) => {
+      const instance = autocannon({ connections: CONNECTIONS, duration: SECONDS, ...opts }, (err, res) =>
+        err ? reject(err) : resolve(res),
+      );
+      instance.on('response', (_client, statusCode) => {
+        statuses[statusCode] = (statuses[statusCode] ?? 0) + 1;
+      });
     });
+    const total = Object.values(statuses).reduce((a, b) => a + b, 0);
+    return {
+      requests: total,
+      perSecond: total / (result.duration || SECONDS),
+      p50: result.latency.p50,
+      p99: result.latency.p99,
+      statuses,
+    };
   });
+}
+
+/**
+ * The registration phase again with wrk (C, one thread): unique usernames from a Lua script, each
+ * status counted by the script. wrk's CPU is read from the child's rusage after it exits.
+ */
+async function driveWithWrk(server: Server, dir: string): Promise<Run | undefined> {
+  if (spawnSync('wrk', ['--version']).error) return undefined;
+  const script = join(dir, 'register.lua');
+  writeFileSync(
+    script,
+    [
+      'local counter = 0',
+      'statuses = {}',
+      'local threads = {}',
+      'function setup(thread) table.insert(threads, thread) end',
+      'function init(args) statuses = {} end',
+      'request = function()',
+      '  counter = counter + 1',
+      `  local body = string.format('{"username":"wrk-${process.pid}-%d","password":"violet-otter-meadow-42"}', counter)`,
+      '  return wrk.format("POST", "/register", { ["Content-Type"] = "application/json" }, body)',
+      'end',
+      'response = function(status) statuses[status] = (statuses[status] or 0) + 1 end',
+      'done = function(summary, latency, requests)',
+      '  for _, thread in ipairs(threads) do',
+      '    local s = thread:get("statuses")',
+      '    for status, count in pairs(s) do io.write(string.format("status %d %d\\n", status, count)) end',
+      '  end',
+      '  io.write(string.format("latency %d %d\\n", latency:percentile(50), latency:percentile(99)))',
+      'end',
+    ].join('\n'),
+  );
+  const run = await withCpu(server, reapedChildrenCpuSeconds, async () => {
+    const out = await new Promise<string>((resolve, reject) => {
+      const child = spawn('wrk', ['-t1', `-c${CONNECTIONS}`, `-d${SECONDS}s`, '--latency', '-s', script, server.url], { stdio: ['ignore', 'pipe', 'inherit'] });
+      let text = '';
+      child.stdout.on('data', (d: Buffer) => (text += d.toString()));
+      child.once('error', reject);
+      child.once('exit', () => resolve(text));
+    });
+    return { out };
+  });
+  const statuses: Record<string, number> = {};
+  for (const [, status, count] of run.out.matchAll(/^status (\d+) (\d+)$/gm)) statuses[status!] = Number(count);
+  const latency = /^latency (\d+) (\d+)$/m.exec(run.out);
   const total = Object.values(statuses).reduce((a, b) => a + b, 0);
   return {
     requests: total,
-    perSecond: total / (result.duration || SECONDS),
-    p50: result.latency.p50,
-    p99: result.latency.p99,
+    perSecond: total / SECONDS,
+    p50: latency ? Math.round(Number(latency[1]) / 1000) : NaN,
+    p99: latency ? Math.round(Number(latency[2]) / 1000) : NaN,
     statuses,
+    serverCpu: run.serverCpu,
+    generatorCpu: run.generatorCpu,
+    serverThreads: run.serverThreads,
   };
 }
 
@@ -130,10 +307,21 @@ async function main(): Promise<void> {
     const bound = candidates.reduce((a, b) => (b.perSecond > a.perSecond ? b : a));
     console.log(`hashing bound: ${bound.perSecond.toFixed(1)} hashes/s`);
 
-    const server = await startServer(dir);
+    const profileDir = PROFILE ? mkdtempSync(join(tmpdir(), 'kreg-prof-')) : undefined;
+    const server = await startServer(dir, profileDir);
+    let register: Run;
     try {
       let n = 0;
-      const register = await drive({
+      // Warm-up, not counted: a fresh process runs its request path in V8's interpreter first, and
+      // the first phase measured would otherwise pay for the JIT that every later phase gets free.
+      await drive(server, {
+        url: `${server.url}/register`,
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        duration: Math.min(3, SECONDS),
+        requests: [{ setupRequest: (req) => ({ ...req, body: JSON.stringify({ username: `warm-${process.pid}-${n++}`, password: 'violet-otter-meadow-42' }) }) }],
+      });
+      register = await drive(server, {
         url: `${server.url}/register`,
         method: 'POST',
         headers: { 'content-type': 'application/json' },
@@ -146,32 +334,62 @@ async function main(): Promise<void> {
           },
         ],
       });
-      const created = register.statuses['201'] ?? 0;
-      const regPerSecond = created / SECONDS;
-      const ratio = regPerSecond / bound.perSecond;
-
-      const login = await drive({
-        url: `${server.url}/login`,
+    } finally {
+      // With --cpu-prof the profile is written at exit: stopping here keeps it to the registration phase.
+      if (profileDir) await server.stop();
+    }
+    const rest = profileDir ? await startServer(dir) : server;
+    try {
+      const wrk = await driveWithWrk(rest, dir);
+      const login = await drive(rest, {
+        url: `${rest.url}/login`,
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ username: 'nobody-registered', password: 'wrong-password-123' }),
       });
-      const readyz = await drive({ url: `${server.url}/readyz` });
+      const readyz = await drive(rest, { url: `${rest.url}/readyz` });
 
+      const percent = (x: number) => `${(x * 100).toFixed(0)} %`;
       const row = (name: string, r: Run, ok: string) =>
-        `| ${name} | ${r.perSecond.toFixed(1)} | ${r.p50} | ${r.p99} | ${JSON.stringify(r.statuses)} (${ok}) |`;
-      console.log('\n| workload | requests/s | p50 ms | p99 ms | statuses |');
-      console.log('|---|---|---|---|---|');
-      console.log(row('POST /register (unique users)', register, `${created} created`));
+        `| ${name} | ${r.perSecond.toFixed(1)} | ${r.p50} | ${r.p99} | ${percent(r.serverCpu)} | ${percent(r.generatorCpu)} | ${JSON.stringify(r.statuses)} (${ok}) |`;
+      console.log('\n| workload | requests/s | p50 ms | p99 ms | server CPU | generator CPU | statuses |');
+      console.log('|---|---|---|---|---|---|---|');
+      const created = (r: Run) => r.statuses['201'] ?? 0;
+      console.log(row('POST /register (unique users; autocannon)', register, `${created(register)} created`));
+      if (wrk) console.log(row('POST /register (unique users; wrk)', wrk, `${created(wrk)} created`));
       console.log(row('POST /login (unknown user → 401)', login, 'all should be 401'));
       console.log(row('GET /readyz', readyz, 'all should be 200'));
-      console.log(
-        `\nregistrations/s = ${regPerSecond.toFixed(1)}; hashing bound = ${bound.perSecond.toFixed(1)}/s; ratio = ${(ratio * 100).toFixed(1)}% (goal ≥ 90%)`,
-      );
-      const unexpected = register.requests - created;
-      if (unexpected > 0) console.log(`note: ${unexpected} registration responses were not 201: ${JSON.stringify(register.statuses)}`);
+      console.log('(CPU: share of all cores during the phase; the rest is idle or other processes)');
+      console.log('\nserver CPU by thread, in cores, and the event loop\'s CPU per request:');
+      for (const [name, r] of [['register (autocannon)', register], ['register (wrk)', wrk], ['login (401)', login]] as const) {
+        if (!r) continue;
+        const threads = [...r.serverThreads].sort((a, b) => b[1] - a[1]).map(([kind, cores]) => `${kind} ${cores.toFixed(2)}`).join(', ');
+        const mainMsPerRequest = ((r.serverThreads.get('main') ?? 0) / r.perSecond) * 1000;
+        console.log(`  ${name}: ${threads}; event loop ${mainMsPerRequest.toFixed(2)} ms per request`);
+      }
+      for (const [name, r] of [['autocannon', register], ['wrk', wrk]] as const) {
+        if (!r) continue;
+        const perSecond = created(r) / SECONDS;
+        console.log(
+          `\n${name}: registrations/s = ${perSecond.toFixed(1)}; hashing bound = ${bound.perSecond.toFixed(1)}/s; ratio = ${((perSecond / bound.perSecond) * 100).toFixed(1)}% (goal ≥ 90%)`,
+        );
+        const unexpected = r.requests - created(r);
+        if (unexpected > 0) console.log(`note: ${unexpected} registration responses were not 201: ${JSON.stringify(r.statuses)}`);
+      }
+      if (!wrk) console.log('\n(wrk is not installed: apt-get install wrk to compare with a leaner load generator)');
+      if (profileDir) {
+        const file = readdirSync(profileDir).find((f) => f.endsWith('.cpuprofile'));
+        if (file) {
+          console.log('\nserver main thread during POST /register (autocannon), top frames by self time:');
+          for (const { frame, share } of topFrames(join(profileDir, file), SECONDS, 'function')) console.log(`  ${(share * 100).toFixed(1).padStart(5)} %  ${frame}`);
+          console.log('the same samples by package:');
+          for (const { frame, share } of topFrames(join(profileDir, file), SECONDS, 'package')) console.log(`  ${(share * 100).toFixed(1).padStart(5)} %  ${frame}`);
+        }
+        rmSync(profileDir, { recursive: true, force: true });
+      }
     } finally {
-      await server.stop();
+      await rest.stop();
+      if (!profileDir) await server.stop();
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
