@@ -29,6 +29,30 @@ describe('real HTTP server on port 0 with a file database', () => {
     assert.equal(Number(rows.rows[0]!.n), 1);
   });
 
+  test('the body limit over a real socket: a declared Content-Length decides, a chunked body is counted', async () => {
+    const { request } = await import('node:http');
+    const send = (body: string, headers: Record<string, string>) =>
+      new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const req = request(`${server.url}/login`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers } }, (res) => {
+          let text = '';
+          res.setEncoding('utf8');
+          res.on('data', (d: string) => (text += d));
+          res.on('end', () => resolve({ status: res.statusCode!, body: text }));
+        });
+        req.on('error', reject);
+        req.end(body);
+      });
+    const big = JSON.stringify({ username: 'erin', password: 'x'.repeat(20_000) });
+    const declared = await send(big, { 'content-length': String(Buffer.byteLength(big)) });
+    assert.equal(declared.status, 413, declared.body);
+    const chunked = await send(big, { 'transfer-encoding': 'chunked' });
+    assert.equal(chunked.status, 413, chunked.body);
+    // Under the limit, both ways reach the handler with the whole body (an unknown user: 401).
+    const small = JSON.stringify({ username: 'nobody-at-all', password: GOOD_PASSWORD });
+    assert.equal((await send(small, { 'content-length': String(Buffer.byteLength(small)) })).status, 401);
+    assert.equal((await send(small, { 'transfer-encoding': 'chunked' })).status, 401);
+  });
+
   test('stored hash is argon2id with at least the OWASP parameters; no plaintext anywhere in the files', async () => {
     const secret = 'Plaintext-Canary-7f3a9c';
     assert.equal((await post(server.url, '/register', { username: 'canary', password: secret })).status, 201);
