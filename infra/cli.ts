@@ -65,6 +65,7 @@ Commands:
   rollback   re-apply a recorded revision (with prune and wait)
   destroy    delete what kreg deployed (workloads first); data marked kreg.dev/prune=never stays
   verify     through an API port-forward: /readyz, register a throwaway user, log in
+  dev        the inner loop: build, deploy, port-forward and logs, again on every save (kreg dev --help)
   operator   the RegistrationService controller: print its CRD, or run it (kreg operator --help)
 
 Run kreg <command> --help for its options. Any manifests, not only this app:
@@ -199,7 +200,7 @@ function parseSetOptions(command: Command, values: Record<string, string | boole
 export function parseCli(argv: string[], environ: NodeJS.ProcessEnv = process.env): Cli | { help: string } {
   const [first, ...rest] = argv;
   if (!first || first === '-h' || first === '--help' || first === 'help') return { help: HELP.main };
-  if (!COMMANDS.includes(first as Command)) throw new UsageError(`unknown command "${first}"; expected one of: ${COMMANDS.join(', ')}, operator (kreg --help)`);
+  if (!COMMANDS.includes(first as Command)) throw new UsageError(`unknown command "${first}"; expected one of: ${COMMANDS.join(', ')}, dev, operator (kreg --help)`);
   const command = first as Command;
   let values: Record<string, string | boolean | undefined>;
   try {
@@ -268,6 +269,10 @@ export async function run(argv: string[], io: Io = { stdout: process.stdout, std
   if (argv[0] === 'operator') {
     const { operatorCommand } = await import('./operator/command.js');
     return operatorCommand(argv.slice(1), io, environ);
+  }
+  if (argv[0] === 'dev') {
+    const { devCommand } = await import('./cli/dev.js');
+    return devCommand(argv.slice(1), io, environ);
   }
   let cli: Cli;
   try {

@@ -491,12 +491,50 @@ export class KubeClient implements KubeApi {
   }
 
   /** The last lines of a container's log (`previous`: the container that ran before the last restart). */
+  /** A long-lived GET on the watch pool (no timeout), its body unread: log streams. */
+  async stream(method: string, url: URL, signal?: AbortSignal): Promise<IncomingMessage> {
+    return this.send(method, url, { headers: { accept: '*/*' }, agent: this.watchAgent, ...(signal ? { signal } : {}) });
+  }
+
   async podLog(namespace: string, pod: string, options: PodLogOptions, ctx: CallContext = {}): Promise<string> {
     return this.request<string>('GET', `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(pod)}/log`, {
       ...ctx,
       query: { container: options.container, tailLines: options.tailLines ?? 20, previous: options.previous || undefined },
       text: true,
     });
+  }
+}
+
+/**
+ * Streams a container's log as it is written (`follow=true`), one line at a time, from `sinceSeconds`
+ * ago (or the whole log), until the container stops, the connection breaks or `signal` aborts.
+ */
+export async function* followPodLog(
+  client: KubeClient,
+  namespace: string,
+  pod: string,
+  options: { container?: string; sinceSeconds?: number; signal?: AbortSignal },
+): AsyncGenerator<string> {
+  const path = `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(pod)}/log`;
+  const url = new URL(client.server + path);
+  url.searchParams.set('follow', 'true');
+  if (options.container) url.searchParams.set('container', options.container);
+  if (options.sinceSeconds !== undefined) url.searchParams.set('sinceSeconds', String(options.sinceSeconds));
+  const res = await client.stream('GET', url, options.signal);
+  if (res.statusCode !== 200) throw decodeError(res.statusCode ?? 0, await readBody(res), 'GET', path);
+  let buffered = '';
+  try {
+    for await (const chunk of res) {
+      buffered += (chunk as Buffer).toString('utf8');
+      let newline: number;
+      while ((newline = buffered.indexOf('\n')) >= 0) {
+        yield buffered.slice(0, newline);
+        buffered = buffered.slice(newline + 1);
+      }
+    }
+    if (buffered) yield buffered;
+  } finally {
+    res.destroy();
   }
 }
 

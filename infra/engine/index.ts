@@ -11,7 +11,7 @@
  * - `status`, `chooseRevision` + `rollback`, `destroy`: the set as recorded by its ApplySet parent.
  * Every entry point takes an AbortSignal (`signal`) that cancels its API requests.
  */
-export { KubeApiError, KubeClient, KubeConnectionError, type ClusterReader, type KubeApi } from './client.js';
+export { followPodLog, KubeApiError, KubeClient, KubeConnectionError, type ClusterReader, type KubeApi } from './client.js';
 export { deploy, type DeployOptions, type DeployReport } from './deploy.js';
 export { gatherEvidence, type Evidence } from './diagnostics.js';
 export { diff, type DiffReport, type ObjectDiff } from './diff.js';
