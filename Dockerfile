@@ -41,6 +41,26 @@ RUN npm run build && mkdir -p /rootfs-data
 FROM deps AS prod-deps
 RUN npm prune --omit=dev --no-audit --no-fund
 
+# --- runtime: node + build/ + production node_modules, as a numeric non-root user --------------
+# Before the CLI and operator stages: Docker's classic builder builds every stage up to the target,
+# so `--target runtime` (test/cluster/image.sh, kreg dev) then skips bundling the CLI on each build.
+FROM ${BASE_IMAGE} AS runtime
+ENV NODE_ENV=production \
+    DATABASE_URL=file:/data/registrations.db
+WORKDIR /app
+COPY --from=prod-deps /app/node_modules ./node_modules
+COPY --from=build /app/build ./build
+COPY package.json ./
+# An empty, user-owned /data: a fresh volume mounted there inherits this ownership in Docker, and
+# in Kubernetes fsGroup makes the PVC writable. The root filesystem itself can be read-only.
+COPY --from=build --chown=10001:10001 /rootfs-data /data
+# Numeric, so Kubernetes' runAsNonRoot can verify it (a named user cannot be checked).
+USER 10001:10001
+EXPOSE 8080
+# Exec form, node as PID 1's only process: SIGTERM reaches the service, which fails readiness,
+# drains (SHUTDOWN_DRAIN_SECONDS), closes and exits 0. No npm wrapper, no shell needed at run time.
+CMD ["node", "build/service/src/server.js"]
+
 # --- the kreg CLI bundle (infra/scripts/build-cli.mjs): one directory, its dependencies inside ---
 FROM deps AS cli-build
 COPY package.json tsconfig.json ./
@@ -63,21 +83,5 @@ EXPOSE 8081
 ENTRYPOINT ["node", "bin/kreg.mjs", "operator", "run"]
 CMD ["--listen", "0.0.0.0:8081", "--no-install-crd"]
 
-# --- runtime: node + build/ + production node_modules, as a numeric non-root user --------------
-# The last stage, so a plain `docker build .` builds the service.
-FROM ${BASE_IMAGE} AS runtime
-ENV NODE_ENV=production \
-    DATABASE_URL=file:/data/registrations.db
-WORKDIR /app
-COPY --from=prod-deps /app/node_modules ./node_modules
-COPY --from=build /app/build ./build
-COPY package.json ./
-# An empty, user-owned /data: a fresh volume mounted there inherits this ownership in Docker, and
-# in Kubernetes fsGroup makes the PVC writable. The root filesystem itself can be read-only.
-COPY --from=build --chown=10001:10001 /rootfs-data /data
-# Numeric, so Kubernetes' runAsNonRoot can verify it (a named user cannot be checked).
-USER 10001:10001
-EXPOSE 8080
-# Exec form, node as PID 1's only process: SIGTERM reaches the service, which fails readiness,
-# drains (SHUTDOWN_DRAIN_SECONDS), closes and exits 0. No npm wrapper, no shell needed at run time.
-CMD ["node", "build/service/src/server.js"]
+# --- the default target: a plain `docker build .` builds the service ----------------------------
+FROM runtime AS service

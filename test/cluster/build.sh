@@ -161,12 +161,25 @@ build_provisioner() {
   phase "provisioner: compile+link" "$(since "$t")"
 }
 
+# ---------------------------------------------------------------- local image registry (distribution)
+build_registry() {
+  local want; want="$KREG_REGISTRY_VERSION $GOV"
+  if stamp_ok registry "$want"; then log "registry already built, skipping"; return; fi
+  local t; t=$(now); local d; d=$(mktemp -d)
+  GOBIN="$d" go install -p "$P" -trimpath -ldflags "-s -w" "github.com/distribution/distribution/v3/cmd/registry@$KREG_REGISTRY_VERSION" \
+    || die "go install of the registry (distribution $KREG_REGISTRY_VERSION) failed"
+  mv "$d/registry" "$BIN/registry"; rm -rf "$d"
+  echo "$want" > "$BIN/.stamp-registry"
+  phase "registry: compile+link" "$(since "$t")"
+}
+
 log "kreg cluster build: k8s $KREG_K8S_VERSION, etcd $KREG_ETCD_VERSION, coredns $KREG_COREDNS_VERSION, $GOV, cache $CACHE"
 build_k8s
 build_pause
 build_etcd
 build_coredns
 build_provisioner
+build_registry
 echo "---- build summary ($KREG_K8S_VERSION)"
 for l in "${phase_times[@]}"; do echo "  $l"; done
 echo "  total                        $(since "$T0")s"

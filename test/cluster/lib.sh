@@ -5,6 +5,8 @@ KREG_K8S_VERSION="${KREG_K8S_VERSION:-v1.35.4}"
 KREG_ETCD_VERSION="${KREG_ETCD_VERSION:-v3.6.16}"
 KREG_COREDNS_VERSION="${KREG_COREDNS_VERSION:-v1.14.7}"   # v1.14.7 uses client-go v0.35.4 like us
 KREG_PROTOBUF_VERSION="${KREG_PROTOBUF_VERSION:-v1.36.12}"
+# The local image registry (distribution, the CNCF registry), built from the Go module proxy like the rest.
+KREG_REGISTRY_VERSION="${KREG_REGISTRY_VERSION:-v3.1.2}"
 
 CLUSTER_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_DIR="$(cd "$CLUSTER_DIR/../.." && pwd)"
@@ -23,7 +25,10 @@ POD_CIDR=10.244.0.0/24
 DNS_IP=10.96.0.10
 CNI_BRIDGE=kreg0
 CNI_NET=kreg
-PORTS="2379 2380 6443 10250 10257 10259 10249 10256"
+PORTS="2379 2380 6443 10250 10257 10259 10249 10256 5001"
+# The local registry, on loopback: the node's containerd pulls from it, `docker push` reaches it
+# (Docker treats localhost registries as plain HTTP), and the cluster announces it (KEP-1755).
+REGISTRY_HOST=localhost:5001
 COMPONENTS="kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl"
 
 die() { echo "ERROR: $*" >&2; exit 1; }

@@ -30,7 +30,7 @@ fail() { echo "ERROR: $*" >&2; false; }
 
 # ------------------------------------------------------------------ preflight
 [ "$(id -u)" = 0 ] || die "up.sh must run as root"
-for b in kreg-k8s etcd coredns pause kreg-local-path-provisioner; do
+for b in kreg-k8s etcd coredns pause kreg-local-path-provisioner registry; do
   [ -x "$BIN/$b" ] || die "$BIN/$b missing: run test/cluster/build.sh first"
 done
 for c in containerd containerd-shim-runc-v2 runc ctr iptables ip6tables conntrack openssl jq ip ss nsenter mount; do
@@ -54,7 +54,7 @@ pid_alive() { # name -> 0 if our recorded process is alive
   [ -f "$f" ] || return 1; p=$(cat "$f"); [ -d "/proc/$p" ] || return 1
   tr '\0' ' ' 2>/dev/null < "/proc/$p/cmdline" | grep -qF -- "$2"
 }
-DAEMONS="containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy local-path-provisioner"
+DAEMONS="registry containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy local-path-provisioner"
 daemon_bin() { case $1 in containerd) echo containerd;; local-path-provisioner) echo "$BIN/kreg-local-path-provisioner";; *) echo "$BIN/$1";; esac; }
 
 healthy() {
@@ -194,8 +194,32 @@ wait_for() { # timeout-seconds description command...
   done
 }
 
+# ------------------------------------------------------------------ local image registry
+# A registry on loopback for images built here: `kreg dev` pushes to it, so only changed layers
+# travel, and the node's containerd pulls from it over plain HTTP (hosts.toml below).
+t=$(now)
+mkdir -p "$STATE/registry"
+cat > "$STATE/registry.yml" <<EOC
+version: 0.1
+log: {level: warn}
+storage:
+  filesystem: {rootdirectory: $STATE/registry}
+  delete: {enabled: true}
+http:
+  addr: 127.0.0.1:${REGISTRY_HOST##*:}
+EOC
+OTEL_TRACES_EXPORTER=none start registry "$BIN/registry" serve "$STATE/registry.yml"
+WAIT_PID_NAME=registry wait_for 20 "the registry on $REGISTRY_HOST" curl -sf "http://$REGISTRY_HOST/v2/"
+phase registry "$(since "$t")"
+
 # ------------------------------------------------------------------ containerd (private instance)
 t=$(now)
+mkdir -p "$STATE/certs.d/$REGISTRY_HOST"
+cat > "$STATE/certs.d/$REGISTRY_HOST/hosts.toml" <<EOC
+server = "http://$REGISTRY_HOST"
+[host."http://$REGISTRY_HOST"]
+  capabilities = ["pull", "resolve"]
+EOC
 CTR_ROOT="$STATE/containerd"; CTR_STATE="$RUNDIR/containerd"
 CNI_CONF="$STATE/cni/net.d"
 mkdir -p "$CTR_ROOT" "$CTR_STATE" "$CNI_CONF" "$STATE/cni/networks" "$STATE/cni/cache"
@@ -235,6 +259,8 @@ oom_score = 0
     bin_dir = "/usr/lib/cni"
     conf_dir = "$CNI_CONF"
     max_conf_num = 1
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "$STATE/certs.d"
 EOC
 cat > "$CNI_CONF/10-kreg.conflist" <<EOC
 {
@@ -437,6 +463,16 @@ metadata:
 provisioner: kreg.local/local-path
 volumeBindingMode: WaitForFirstConsumer
 reclaimPolicy: Delete
+EOY
+# KEP-1755: announce the local registry, as kind and Tilt do, so tools find it without being told.
+kctl apply -f - >> "$CURRENT_LOG" 2>&1 <<EOY
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: local-registry-hosting, namespace: kube-public}
+data:
+  localRegistryHosting.v1: |
+    host: "$REGISTRY_HOST"
+    help: "test/cluster/README.md: push images built here to $REGISTRY_HOST/<name>:<tag>"
 EOY
 start local-path-provisioner "$BIN/kreg-local-path-provisioner" --kubeconfig="$STATE/local-path-provisioner.kubeconfig" \
   --base-dir="$STATE/volumes" --node-name="$NODE_NAME"
