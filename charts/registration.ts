@@ -306,12 +306,14 @@ export class RegistrationChart extends Chart {
           failureThreshold: 3,
         }),
         // Start-up (config, database open, embedded migrations) may take a while on a cold volume;
-        // liveness only starts once this passes, so a slow start is not killed mid-migration.
+        // liveness only starts once this passes, so a slow start is not killed mid-migration. Probed
+        // every second (for up to 2 minutes): readiness is only asked after it passes, so its period
+        // is time every new pod waits before it can take traffic.
         startup: kplus.Probe.fromHttpGet(HEALTH_PATHS.liveness, {
           port: DEFAULT_PORT,
-          periodSeconds: Duration.seconds(2),
+          periodSeconds: Duration.seconds(1),
           timeoutSeconds: Duration.seconds(2),
-          failureThreshold: 60,
+          failureThreshold: 120,
         }),
       }),
     );
