@@ -400,19 +400,13 @@ export class KubeClient implements KubeApi {
       ...(options.signal ? { signal: options.signal } : {}),
     });
     if (res.statusCode !== 200) throw decodeError(res.statusCode ?? 0, await readBody(res), 'GET', path);
-    let buffered = '';
     try {
-      for await (const chunk of res) {
-        buffered += (chunk as Buffer).toString('utf8');
-        let newline: number;
-        while ((newline = buffered.indexOf('\n')) >= 0) {
-          const line = buffered.slice(0, newline).trim();
-          buffered = buffered.slice(newline + 1);
-          if (!line) continue;
-          const event = JSON.parse(line) as { type: string; object: KubeObject };
-          if (event.object && event.type !== 'ERROR') event.object = { ...event.object, apiVersion, kind };
-          yield event;
-        }
+      for await (const raw of lines(res)) {
+        const line = raw.trim();
+        if (!line) continue;
+        const event = JSON.parse(line) as { type: string; object: KubeObject };
+        if (event.object && event.type !== 'ERROR') event.object = { ...event.object, apiVersion, kind };
+        yield event;
       }
     } catch (err) {
       if ((err as Error).name === 'AbortError') throw err;
@@ -522,20 +516,25 @@ export async function* followPodLog(
   if (options.sinceSeconds !== undefined) url.searchParams.set('sinceSeconds', String(options.sinceSeconds));
   const res = await client.stream('GET', url, options.signal);
   if (res.statusCode !== 200) throw decodeError(res.statusCode ?? 0, await readBody(res), 'GET', path);
-  let buffered = '';
   try {
-    for await (const chunk of res) {
-      buffered += (chunk as Buffer).toString('utf8');
-      let newline: number;
-      while ((newline = buffered.indexOf('\n')) >= 0) {
-        yield buffered.slice(0, newline);
-        buffered = buffered.slice(newline + 1);
-      }
-    }
-    if (buffered) yield buffered;
+    yield* lines(res);
   } finally {
     res.destroy();
   }
+}
+
+/** A streamed response body, line by line (a last line without a newline included). */
+async function* lines(res: IncomingMessage): AsyncGenerator<string> {
+  let buffered = '';
+  for await (const chunk of res) {
+    buffered += (chunk as Buffer).toString('utf8');
+    let newline: number;
+    while ((newline = buffered.indexOf('\n')) >= 0) {
+      yield buffered.slice(0, newline);
+      buffered = buffered.slice(newline + 1);
+    }
+  }
+  if (buffered) yield buffered;
 }
 
 /** One run's view of a client: same connection and discovery, its own count and cancellation. */

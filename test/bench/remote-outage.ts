@@ -19,10 +19,10 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { waitFor } from '../wait.js';
+import { freePort } from '../ports.js';
 
 const SQLD = process.env.SQLD;
 const OUTAGE_SECONDS = Number(process.env.OUTAGE_SECONDS ?? 8);
@@ -50,16 +50,6 @@ process.on('exit', () => {
   }
   rmSync(work, { recursive: true, force: true });
 });
-
-const freePort = () =>
-  new Promise<number>((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as { port: number };
-      probe.close(() => resolve(port));
-    });
-  });
 
 // --- tokens: Ed25519-signed JWTs, as sqld's --auth-jwt-key-file expects -----------------------
 const base64url = (data: Buffer | string) => Buffer.from(data).toString('base64url');

@@ -18,12 +18,12 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { hash, type Algorithm } from '@node-rs/argon2';
 import autocannon from 'autocannon';
 import { loadConfig } from '../../service/src/config.js';
+import { freePort } from '../ports.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 8);
@@ -46,14 +46,6 @@ async function hashingBound(seconds: number, workers: number): Promise<{ perSeco
     }),
   );
   return { perSecond: done / ((performance.now() - t0) / 1000), workers };
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 interface Server {

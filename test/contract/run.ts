@@ -10,11 +10,11 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { commonPasswordList } from '../../service/src/users/credentials.js';
 import { waitFor } from '../wait.js';
+import { freePort } from '../ports.js';
 
 /** The version CI installs (.ci/run) and this script expects; bump both together. */
 export const SCHEMATHESIS_VERSION = '4.32.5';
@@ -36,16 +36,6 @@ if (version.status !== 0) {
 if (!version.stdout.includes(SCHEMATHESIS_VERSION)) {
   fail(`expected schemathesis ${SCHEMATHESIS_VERSION}, found "${version.stdout.trim()}"; the run is only reproducible on the pinned version`);
 }
-
-const freePort = () =>
-  new Promise<number>((resolvePort, reject) => {
-    const probe = createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as { port: number };
-      probe.close(() => resolvePort(port));
-    });
-  });
 
 const work = mkdtempSync(join(tmpdir(), 'kreg-contract-'));
 const passwordsFile = join(work, 'common-passwords.json');

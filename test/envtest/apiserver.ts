@@ -12,10 +12,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { get as httpsGet } from 'node:https';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { waitFor } from '../wait.js';
+import { freePort } from '../ports.js';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
 
@@ -30,17 +30,6 @@ export function binDir(): string {
 
 export function binariesPresent(): boolean {
   return existsSync(join(binDir(), 'kube-apiserver')) && existsSync(join(binDir(), 'etcd'));
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 export interface TestApiServer {
