@@ -53,7 +53,7 @@ type Transfer =
   | { kind: 'kind'; cluster: string }
   | { kind: 'local-cluster' };
 
-interface DevOptions {
+export interface DevOptions {
   env: string;
   port: number;
   registry?: string;
@@ -63,9 +63,9 @@ interface DevOptions {
   context?: string;
 }
 
-class DevUsageError extends Error {}
+export class DevUsageError extends Error {}
 
-function parseDevArgs(argv: string[], environ: NodeJS.ProcessEnv): DevOptions | 'help' {
+export function parseDevArgs(argv: string[], environ: NodeJS.ProcessEnv): DevOptions | 'help' {
   let values: Record<string, string | boolean | undefined>;
   try {
     ({ values } = parseArgs({
@@ -134,16 +134,24 @@ function runChild(
   });
 }
 
-/** KEP-1755: the registry a cluster announces for local development, if it announces one. */
-async function announcedRegistry(client: KubeClient): Promise<{ host: string; fromRuntime?: string } | undefined> {
-  const cm = await client.get({ apiVersion: 'v1', kind: 'ConfigMap', namespace: 'kube-public', name: 'local-registry-hosting' }).catch(() => undefined);
-  const text = (cm as { data?: Record<string, string> } | undefined)?.data?.['localRegistryHosting.v1'];
-  if (!text) return undefined;
-  const field = (name: string) => new RegExp(`^\\s*${name}:\\s*"?([^"\\s]+)"?\\s*$`, 'm').exec(text)?.[1];
+/**
+ * KEP-1755's `localRegistryHosting.v1` value: a small YAML map whose `host` is where to push and
+ * `hostFromContainerRuntime` (when the node sees the registry elsewhere) what pods pull from. Read
+ * with a pattern rather than a YAML parser: the CLI bundle stays small, and the format is flat.
+ */
+export function parseLocalRegistryHosting(text: string): { host: string; fromRuntime?: string } | undefined {
+  const field = (name: string) => new RegExp(`^\\s*${name}:\\s*["']?([^"'\\s]+)["']?\\s*$`, 'm').exec(text)?.[1];
   const host = field('host');
   if (!host) return undefined;
   const fromRuntime = field('hostFromContainerRuntime');
   return { host, ...(fromRuntime ? { fromRuntime } : {}) };
+}
+
+/** KEP-1755: the registry a cluster announces for local development, if it announces one. */
+async function announcedRegistry(client: KubeClient): Promise<{ host: string; fromRuntime?: string } | undefined> {
+  const cm = await client.get({ apiVersion: 'v1', kind: 'ConfigMap', namespace: 'kube-public', name: 'local-registry-hosting' }).catch(() => undefined);
+  const text = (cm as { data?: Record<string, string> } | undefined)?.data?.['localRegistryHosting.v1'];
+  return text ? parseLocalRegistryHosting(text) : undefined;
 }
 
 async function chooseTransfer(client: KubeClient, opts: DevOptions, root: string): Promise<Transfer> {
