@@ -182,11 +182,17 @@ start() { # name cmd args... ; logs to $LOGS/name.log, pid in $RUNDIR/pids/name.
   setsid "$@" >> "$CURRENT_LOG" 2>&1 < /dev/null &
   echo $! > "$RUNDIR/pids/$n.pid"
 }
+started_alive() { # name -> 0 while the process start() recorded exists and has not exited
+  local p; p=$(cat "$RUNDIR/pids/$1.pid" 2>/dev/null) || return 1
+  [ -d "/proc/$p" ] && ! proc_is_zombie "$p"
+}
 wait_for() { # timeout-seconds description command...
   local to=$1 what=$2; shift 2
   local end=$(( $(date +%s) + to ))
   until "$@" >/dev/null 2>&1; do
-    if [ -n "${WAIT_PID_NAME:-}" ] && ! pid_alive "$WAIT_PID_NAME" "$(daemon_bin "$WAIT_PID_NAME")"; then
+    # Only "is the process still there": right after `start`, the child may not have exec'd its
+    # daemon yet (its command line is still this script's), which pid_alive would call dead.
+    if [ -n "${WAIT_PID_NAME:-}" ] && ! started_alive "$WAIT_PID_NAME"; then
       echo "ERROR: $WAIT_PID_NAME exited while waiting for $what" >&2; return 1
     fi
     if [ "$(date +%s)" -ge "$end" ]; then echo "ERROR: timed out after ${to}s waiting for $what" >&2; return 1; fi
