@@ -346,8 +346,20 @@ export async function devCommand(argv: string[], io: Io, environ: NodeJS.Process
     if (!dockerWasUp) spawnSync('bash', ['-c', 'pkill -TERM -x dockerd'], { stdio: 'ignore' });
   };
 
+  // Ctrl-C (or SIGTERM) at any point, the first build included, stops what runs: the children
+  // run in process groups of their own, so a default exit would leave a build behind.
+  const finished = new Promise<void>((resolve) => {
+    const onSignal = () => {
+      say('stopping');
+      void stop().then(resolve);
+    };
+    process.once('SIGINT', onSignal);
+    process.once('SIGTERM', onSignal);
+  });
+
   if (opts.once) {
-    const code = await cycle(true, performance.now(), 'start');
+    const code = await Promise.race([cycle(true, performance.now(), 'start'), finished.then(() => undefined)]);
+    if (stopping.signal.aborted) return EXIT.ok;
     let answered = false;
     if (code === EXIT.ok && tunnel) {
       const res = await fetch(`${tunnel.url}/readyz`, { signal: AbortSignal.timeout(30_000) }).catch(() => undefined);
@@ -394,14 +406,6 @@ export async function devCommand(argv: string[], io: Io, environ: NodeJS.Process
     }),
   );
 
-  const finished = new Promise<void>((resolve) => {
-    const onSignal = () => {
-      say('stopping');
-      void stop().then(resolve);
-    };
-    process.once('SIGINT', onSignal);
-    process.once('SIGTERM', onSignal);
-  });
   running = true;
   await cycle(true, performance.now(), 'start').catch((err: Error) => say(`start failed: ${err.message}; the loop is still watching`));
   running = false;
