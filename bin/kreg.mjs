@@ -5,6 +5,8 @@
 // an edit is never hidden behind a stale build; `npm run build:cli` makes it fast again. An
 // installed package has no sources beside it and always runs the bundle.
 import { existsSync, readFileSync, statSync } from 'node:fs';
+// A namespace import: Node 22.0 has no enableCompileCache, and a missing named export fails to link.
+import * as nodeModule from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
@@ -36,6 +38,11 @@ function staleReason() {
   }
   return undefined;
 }
+
+// V8 keeps the compiled code of the bundle's chunks on disk (the OS temp dir, or
+// NODE_COMPILE_CACHE), so a command after the first skips compiling client-node and cdk8s again.
+// Where nothing is writable (a read-only root filesystem) it stays off without complaint.
+nodeModule.enableCompileCache?.();
 
 const stale = staleReason();
 let run;
