@@ -111,18 +111,21 @@ export function parseDevArgs(argv: string[], environ: NodeJS.ProcessEnv): DevOpt
 function runChild(
   command: string,
   args: string[],
-  opts: { cwd: string; env?: NodeJS.ProcessEnv; echo?: NodeJS.WritableStream; children: Set<ChildProcess> },
+  opts: { cwd: string; env?: NodeJS.ProcessEnv; echo?: NodeJS.WritableStream; children: Set<ChildProcess>; terminal?: boolean },
 ): Promise<{ code: number; output: string }> {
   return new Promise((resolve) => {
-    const child = spawn(command, args, { cwd: opts.cwd, env: opts.env ?? process.env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    // `terminal`: the child writes to this process's terminal itself (it then draws its own live
+    // table); its output is not collected.
+    const stdio = opts.terminal ? (['ignore', 'inherit', 'inherit'] as const) : (['ignore', 'pipe', 'pipe'] as const);
+    const child = spawn(command, args, { cwd: opts.cwd, env: opts.env ?? process.env, detached: true, stdio: [...stdio] });
     opts.children.add(child);
     let output = '';
     const collect = (d: Buffer) => {
       output += d.toString();
       opts.echo?.write(d);
     };
-    child.stdout!.on('data', collect);
-    child.stderr!.on('data', collect);
+    child.stdout?.on('data', collect);
+    child.stderr?.on('data', collect);
     child.once('error', (err) => {
       opts.children.delete(child);
       resolve({ code: 127, output: `${output}${err.message}\n` });
@@ -256,13 +259,25 @@ export async function devCommand(argv: string[], io: Io, environ: NodeJS.Process
     return image;
   };
 
+  // On a terminal each deploy draws kreg deploy's live table (the child gets the terminal), and the
+  // pods' log lines wait until it is done, so they do not tear the table; elsewhere, plain lines.
+  const terminal = Boolean(io.stdout.isTTY) && !environ.KREG_PLAIN;
+  let heldLogLines: string[] | undefined;
+  const printLog = (line: string) => {
+    if (heldLogLines) heldLogLines.push(line);
+    else io.stdout.write(line);
+  };
   const deployImage = async (image: string): Promise<number> => {
-    const result = await runChild(
-      process.execPath,
-      [join(root, 'bin/kreg.mjs'), 'deploy', '--env', opts.env, '--image', image, '--timeout', `${Math.round(opts.timeoutMs / 1000)}s`, ...(opts.kubeconfig ? ['--kubeconfig', opts.kubeconfig] : []), ...(opts.context ? ['--context', opts.context] : [])],
-      { cwd: root, env: { ...environ, KREG_PLAIN: '1' }, echo: io.stdout, children },
-    );
-    return result.code;
+    const args = [join(root, 'bin/kreg.mjs'), 'deploy', '--env', opts.env, '--image', image, '--timeout', `${Math.round(opts.timeoutMs / 1000)}s`, ...(opts.kubeconfig ? ['--kubeconfig', opts.kubeconfig] : []), ...(opts.context ? ['--context', opts.context] : [])];
+    if (!terminal) return (await runChild(process.execPath, args, { cwd: root, env: { ...environ, KREG_PLAIN: '1' }, echo: io.stdout, children })).code;
+    heldLogLines = [];
+    try {
+      return (await runChild(process.execPath, args, { cwd: root, env: environ, children, terminal: true })).code;
+    } finally {
+      const held = heldLogLines;
+      heldLogLines = undefined;
+      for (const line of held) io.stdout.write(line);
+    }
   };
 
   /** One cycle; `rebuild` false redeploys the image already built. Returns the deploy's exit code, or undefined when it stopped early. */
@@ -315,7 +330,7 @@ export async function devCommand(argv: string[], io: Io, environ: NodeJS.Process
       void (async () => {
         try {
           for await (const line of followPodLog(client, namespace, name, { container: SERVICE, signal: stopping.signal })) {
-            io.stdout.write(`[${name}] ${line}\n`);
+            printLog(`[${name}] ${line}\n`);
           }
         } catch {
           // the pod went away or the stream broke: the next poll follows whatever runs now
