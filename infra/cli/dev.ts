@@ -221,7 +221,14 @@ export async function devCommand(argv: string[], io: Io, environ: NodeJS.Process
 
   const build = async (): Promise<string | undefined> => {
     const scratch = `${IMAGE_REPOSITORY}:dev-build`;
-    const result = await runChild('bash', ['test/cluster/image.sh', scratch], { cwd: root, children });
+    // Labelled, so a kreg dev image never has the id of an `npm run image` build of the same tree:
+    // containerd 1.6's CRI plugin loses the imported name of an image once the same image id is
+    // pulled under another name (seen on the local cluster: kreg/registration:dev became unpullable).
+    const result = await runChild('bash', ['test/cluster/image.sh', scratch], {
+      cwd: root,
+      env: { ...environ, KREG_IMAGE_LABELS: 'dev.kreg.build=kreg-dev' },
+      children,
+    });
     if (stopping.signal.aborted) return undefined;
     if (result.code !== 0) {
       io.stderr.write(result.output.split('\n').slice(-30).join('\n'));

@@ -10,6 +10,8 @@
 #                       (set it to node:24-bookworm-slim where Docker Hub is reachable)
 #   KREG_BUILD_NETWORK  docker build --network value (e.g. host) if containers cannot reach the npm registry
 #   KREG_BUILD_NO_CACHE=1  rebuild every layer
+#   KREG_IMAGE_LABELS   extra labels, "key=value key=value" (kreg dev marks its builds, so their image
+#                       ids never equal an `npm run image` build of the same tree)
 #   KREG_NPM_EXTRA_CA_FILE  PEM file of extra CAs for npm inside the build (default: the machine's
 #                       /usr/local/share/ca-certificates/*.crt, needed where TLS is intercepted)
 set -euo pipefail
@@ -39,6 +41,7 @@ args=(--tag "$IMAGE" --target "${KREG_IMAGE_TARGET:-runtime}" --build-arg "BASE_
 [ -n "$extra_ca" ] && args+=(--build-arg "NPM_EXTRA_CA=$extra_ca")
 [ -n "${KREG_BUILD_NETWORK:-}" ] && args+=(--network "$KREG_BUILD_NETWORK")
 [ "${KREG_BUILD_NO_CACHE:-0}" = 1 ] && args+=(--no-cache)
+for label in ${KREG_IMAGE_LABELS:-}; do args+=(--label "$label"); done
 # Revision label for traceability; absent outside git.
 rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || true)
 [ -n "$rev" ] && args+=(--label "org.opencontainers.image.revision=$rev")

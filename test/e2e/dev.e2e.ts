@@ -59,7 +59,8 @@ describe('kreg dev: the inner loop on the local cluster', { timeout: 15 * 60_000
       const ready = /kreg dev: ready at (http:\/\/127\.0\.0\.1:\d+) with (\S+): edit → ready [\d.]+ s \(build [\d.]+ s, transfer [\d.]+ s, rollout [\d.]+ s\)/.exec(output);
       assert.ok(ready, output);
       url = ready[1]!;
-      assert.match(ready[2]!, /^kreg\/registration:dev-[0-9a-f]{12}$/, 'tagged by content');
+      // Tagged by content, and pushed to the registry the local cluster announces (KEP-1755).
+      assert.match(ready[2]!, /^localhost:5001\/kreg\/registration:dev-[0-9a-f]{12}$/, output);
       assert.equal((await fetch(`${url}/readyz`)).status, 200);
       // The current pod's log is streamed, prefixed with its name.
       await waitFor('a log line of the pod', async () => /^\[registration-[a-z0-9-]+\] \{.*"msg":"listening"/m.test(output), 30_000, 250);
@@ -109,7 +110,9 @@ describe('kreg dev: the inner loop on the local cluster', { timeout: 15 * 60_000
       assert.equal(code, 0, output.slice(-2000));
       assert.match(output, /kreg dev: stopped/);
       await assert.rejects(fetch(`${url}/readyz`), 'nothing listens on the port any more');
-      const left = spawnSync('pgrep', ['-af', 'test/cluster/(image|load-image)\\.sh|kreg\\.mjs deploy --env dev'], { encoding: 'utf8' }).stdout.trim();
+      // What kreg dev runs: its build (the scratch tag), a push, a deploy. (Not the npm script that
+      // started these tests, whose command line names image.sh too.)
+      const left = spawnSync('pgrep', ['-af', 'image\\.sh kreg/registration:dev-build|docker push localhost:5001|kreg\\.mjs deploy --env dev --image'], { encoding: 'utf8' }).stdout.trim();
       assert.equal(left, '', `processes left behind: ${left}`);
     }),
   );
