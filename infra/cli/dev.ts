@@ -10,7 +10,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, watch, type FSWatcher } from 'node:fs';
-import { join, relative, sep } from 'node:path';
+import { join, sep } from 'node:path';
 import { parseArgs } from 'node:util';
 import { clientOptions, ENVIRONMENT_NAMES, ENVIRONMENT_NAMESPACES, parseDuration, type Io } from '../cli.js';
 import { followPodLog, KubeClient } from '../engine/index.js';
@@ -191,6 +191,11 @@ export async function devCommand(argv: string[], io: Io, environ: NodeJS.Process
   }
   const namespace = ENVIRONMENT_NAMESPACES[opts.env as keyof typeof ENVIRONMENT_NAMESPACES];
   const say = (line: string) => io.stdout.write(`kreg dev: ${line}\n`);
+  /** A failed step: the last `lines` of its output, then what failed. */
+  const showFailure = (output: string, lines: number, what: string) => {
+    io.stderr.write(output.split('\n').slice(-lines).join('\n'));
+    say(what);
+  };
 
   let client: KubeClient;
   try {
@@ -231,8 +236,7 @@ export async function devCommand(argv: string[], io: Io, environ: NodeJS.Process
     });
     if (stopping.signal.aborted) return undefined;
     if (result.code !== 0) {
-      io.stderr.write(result.output.split('\n').slice(-30).join('\n'));
-      say('build failed (above); fix it and save: the loop is still watching');
+      showFailure(result.output, 30, 'build failed (above); fix it and save: the loop is still watching');
       return undefined;
     }
     const id = spawnSync('docker', ['image', 'inspect', '--format', '{{.Id}}', scratch], { encoding: 'utf8' }).stdout.trim();
@@ -241,15 +245,25 @@ export async function devCommand(argv: string[], io: Io, environ: NodeJS.Process
     return tag;
   };
 
-  /** Makes `image` pullable by the cluster; returns the reference the pods should use. */
+  /**
+   * Makes `image` pullable by the cluster; returns the reference the pods should use. An image
+   * already delivered (a charts-only change, or a save that built the same image) is not sent again:
+   * on the local cluster that would be a full import.
+   */
+  let delivered: { image: string; ref: string } | undefined;
   const deliver = async (image: string): Promise<string | undefined> => {
+    if (delivered?.image === image) return delivered.ref;
+    const ref = await send(image);
+    if (ref) delivered = { image, ref };
+    return ref;
+  };
+  const send = async (image: string): Promise<string | undefined> => {
     if (transfer.kind === 'registry') {
       const pushRef = `${transfer.push}/${image}`;
       spawnSync('docker', ['tag', image, pushRef]);
       const pushed = await runChild('docker', ['push', pushRef], { cwd: root, children });
       if (pushed.code !== 0) {
-        io.stderr.write(pushed.output.split('\n').slice(-10).join('\n'));
-        say(`docker push ${pushRef} failed (above)`);
+        showFailure(pushed.output, 10, `docker push ${pushRef} failed (above)`);
         return undefined;
       }
       return `${transfer.pull}/${image}`;
@@ -259,8 +273,7 @@ export async function devCommand(argv: string[], io: Io, environ: NodeJS.Process
         ? await runChild('kind', ['load', 'docker-image', image, '--name', transfer.cluster], { cwd: root, children })
         : await runChild('bash', ['test/cluster/load-image.sh', image], { cwd: root, children });
     if (result.code !== 0) {
-      io.stderr.write(result.output.split('\n').slice(-10).join('\n'));
-      say(`loading ${image} into the cluster failed (above)`);
+      showFailure(result.output, 10, `loading ${image} into the cluster failed (above)`);
       return undefined;
     }
     return image;
@@ -434,7 +447,7 @@ export async function devCommand(argv: string[], io: Io, environ: NodeJS.Process
   void runPending();
   logTimer = setInterval(() => void followLogs(), 1000);
   void followLogs();
-  say(`watching ${relative(process.cwd(), root) || '.'}: service/ rebuilds, charts/ and infra/ redeploy; Ctrl-C stops`);
+  say('watching ./service, ./charts and ./infra: service/ rebuilds, charts/ and infra/ redeploy; Ctrl-C stops');
   await finished;
   say(`stopped (last deploy ${deployedImage ?? 'none'}, exit ${lastCode})`);
   return EXIT.ok;

@@ -48,6 +48,23 @@ async function hashingBound(seconds: number, workers: number): Promise<{ perSeco
   return { perSecond: done / ((performance.now() - t0) / 1000), workers };
 }
 
+interface ProcStat {
+  /** The task's command name (a thread's name, for /proc/<pid>/task/<tid>/stat). */
+  name: string;
+  /** utime + stime (fields 14 and 15): for a process, all its threads. */
+  cpuSeconds: number;
+  /** cutime + cstime (fields 16 and 17): its children that have exited and been reaped. */
+  childrenCpuSeconds: number;
+}
+
+/** A /proc stat line; the name sits in parentheses and may contain spaces, so fields count from its end. */
+function readProcStat(path: string): ProcStat {
+  const stat = readFileSync(path, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const ticks = (a: number, b: number) => (Number(fields[a]) + Number(fields[b])) / CLOCK_TICKS;
+  return { name: stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')), cpuSeconds: ticks(11, 12), childrenCpuSeconds: ticks(13, 14) };
+}
+
 interface Server {
   url: string;
   /** CPU seconds the server process has used so far (all its threads: event loop and hashing). */
@@ -87,24 +104,18 @@ async function startServer(dir: string, profileDir?: string): Promise<Server> {
   }
   return {
     url,
-    cpuSeconds: () => {
-      // /proc/<pid>/stat fields 14 and 15: user and system time of every thread, in clock ticks.
-      const fields = readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-      return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
-    },
+    cpuSeconds: () => readProcStat(`/proc/${child.pid}/stat`).cpuSeconds,
     cpuByThread: () => {
       const byKind = new Map<string, number>();
       for (const tid of readdirSync(`/proc/${child.pid}/task`)) {
-        let stat: string;
+        let stat: ProcStat;
         try {
-          stat = readFileSync(`/proc/${child.pid}/task/${tid}/stat`, 'utf8');
+          stat = readProcStat(`/proc/${child.pid}/task/${tid}/stat`);
         } catch {
           continue; // the thread ended meanwhile
         }
-        const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-        const kind = tid === String(child.pid) ? 'main' : name.startsWith('libuv-worker') ? 'libuv pool' : name.startsWith('V8') ? 'V8 helpers' : 'other';
-        const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-        byKind.set(kind, (byKind.get(kind) ?? 0) + (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS);
+        const kind = tid === String(child.pid) ? 'main' : stat.name.startsWith('libuv-worker') ? 'libuv pool' : stat.name.startsWith('V8') ? 'V8 helpers' : 'other';
+        byKind.set(kind, (byKind.get(kind) ?? 0) + stat.cpuSeconds);
       }
       return byKind;
     },
@@ -196,10 +207,7 @@ async function withCpu<T>(
 }
 
 /** CPU seconds of this process's children that have exited and been reaped (wrk, once it is done). */
-const reapedChildrenCpuSeconds = () => {
-  const fields = readFileSync('/proc/self/stat', 'utf8').split(') ')[1]!.split(' ');
-  return (Number(fields[13]) + Number(fields[14])) / CLOCK_TICKS;
-};
+const reapedChildrenCpuSeconds = () => readProcStat('/proc/self/stat').childrenCpuSeconds;
 
 const ownCpuSeconds = () => {
   const usage = process.cpuUsage();
@@ -304,28 +312,16 @@ async function main(): Promise<void> {
     let register: Run;
     try {
       let n = 0;
+      const registrations = (prefix: string): autocannon.Options => ({
+        url: `${server.url}/register`,
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        requests: [{ setupRequest: (req) => ({ ...req, body: JSON.stringify({ username: `${prefix}-${process.pid}-${n++}`, password: 'violet-otter-meadow-42' }) }) }],
+      });
       // Warm-up, not counted: a fresh process runs its request path in V8's interpreter first, and
       // the first phase measured would otherwise pay for the JIT that every later phase gets free.
-      await drive(server, {
-        url: `${server.url}/register`,
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        duration: Math.min(3, SECONDS),
-        requests: [{ setupRequest: (req) => ({ ...req, body: JSON.stringify({ username: `warm-${process.pid}-${n++}`, password: 'violet-otter-meadow-42' }) }) }],
-      });
-      register = await drive(server, {
-        url: `${server.url}/register`,
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        requests: [
-          {
-            setupRequest: (req) => ({
-              ...req,
-              body: JSON.stringify({ username: `bench-${process.pid}-${n++}`, password: 'violet-otter-meadow-42' }),
-            }),
-          },
-        ],
-      });
+      await drive(server, { ...registrations('warm'), duration: Math.min(3, SECONDS) });
+      register = await drive(server, registrations('bench'));
     } finally {
       // With --cpu-prof the profile is written at exit: stopping here keeps it to the registration phase.
       if (profileDir) await server.stop();

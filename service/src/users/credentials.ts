@@ -70,7 +70,8 @@ export function canonicalUsername(raw: string): string {
   return displayUsername(raw).toLowerCase().normalize('NFKC');
 }
 
-const codePoints = (s: string) => [...s].length;
+/** Length in Unicode code points, as JSON Schema's minLength/maxLength count it ("😀" is one). */
+export const codePoints = (s: string) => [...s].length;
 
 export function checkUsername(raw: string): FieldProblem | undefined {
   const problem = (code: string, detail: string): FieldProblem => ({ field: 'username', code, detail });

@@ -11,9 +11,8 @@ import {
   USERNAME_PATTERN_SOURCE,
   checkPassword,
   checkUsername,
+  codePoints,
 } from './credentials.js';
-
-const codePointLength = (s: string) => [...s].length;
 
 /**
  * A string whose length limits are counted in Unicode code points, as JSON Schema's minLength and
@@ -23,7 +22,7 @@ const sizedString = (min: number, max: number) =>
   z
     .string()
     .superRefine((value, ctx) => {
-      const length = codePointLength(value);
+      const length = codePoints(value);
       if (length < min || length > max) {
         ctx.addIssue({ code: 'custom', message: `must be ${min} to ${max} characters long (got ${length})`, params: { code: 'length' } });
       }
