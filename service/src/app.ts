@@ -7,7 +7,6 @@ import type { Context, MiddlewareHandler } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { HTTPException } from 'hono/http-exception';
 import type { RequestIdVariables } from 'hono/request-id';
-import { secureHeaders } from 'hono/secure-headers';
 import type { ZodError } from 'zod';
 import { HEALTH_PATHS } from './contract.js';
 import type { Metrics } from './http/metrics.js';
@@ -207,7 +206,24 @@ function fieldErrors(error: ZodError): FieldError[] {
   return out;
 }
 
-const API_CSP = "default-src 'none'; frame-ancestors 'none'";
+/**
+ * The headers of every response: Hono's secureHeaders() defaults, and a policy for the API that
+ * allows nothing (nothing it answers is a page to render or frame; /docs sets its own, wider one).
+ */
+const SECURITY_HEADERS: ReadonlyArray<readonly [string, string]> = [
+  ['Content-Security-Policy', "default-src 'none'; frame-ancestors 'none'"],
+  ['Cross-Origin-Resource-Policy', 'same-origin'],
+  ['Cross-Origin-Opener-Policy', 'same-origin'],
+  ['Origin-Agent-Cluster', '?1'],
+  ['Referrer-Policy', 'no-referrer'],
+  ['Strict-Transport-Security', 'max-age=15552000; includeSubDomains'],
+  ['X-Content-Type-Options', 'nosniff'],
+  ['X-DNS-Prefetch-Control', 'off'],
+  ['X-Download-Options', 'noopen'],
+  ['X-Frame-Options', 'SAMEORIGIN'],
+  ['X-Permitted-Cross-Domain-Policies', 'none'],
+  ['X-XSS-Protection', '0'],
+];
 
 export function buildApp(deps: AppDeps): OpenAPIHono<Env> {
   const { users, metrics, logger, lifecycle, options } = deps;
@@ -257,13 +273,24 @@ export function buildApp(deps: AppDeps): OpenAPIHono<Env> {
     };
   };
 
-  // Accept a caller's request id only if it is well-formed; otherwise mint one, so logs stay parseable.
+  // Every response carries the request id and the same security headers. They are set before the
+  // handler runs, into the context's prepared headers, which Hono folds into the response as it is
+  // built. Set afterwards (as Hono's secureHeaders() does), each header would make @hono/node-server
+  // turn its lightweight response into a full web Response and copy it: a tenth of the event
+  // loop's time per request, measured under registration load.
   app.use('*', async (c, next) => {
+    // Accept a caller's request id only if it is well-formed; otherwise mint one, so logs stay parseable.
     const incoming = c.req.header('x-request-id');
     const id = incoming !== undefined && REQUEST_ID_PATTERN.test(incoming) ? incoming : crypto.randomUUID();
     c.set('requestId', id);
     c.header('X-Request-Id', id);
-    return next();
+    for (const [name, value] of SECURITY_HEADERS) c.header(name, value);
+    // While draining, every response asks the client to drop its keep-alive connection. The next
+    // request then opens a new connection, which the Service routes to a pod that is still ready,
+    // instead of riding a socket this process is about to close (a reset the client would see).
+    if (lifecycle.phase === 'draining') c.header('Connection', 'close');
+    await next();
+    if (lifecycle.phase === 'draining' && c.res.headers.get('connection') !== 'close') c.header('Connection', 'close');
   });
   app.use('*', async (c, next) => {
     const started = performance.now();
@@ -281,19 +308,6 @@ export function buildApp(deps: AppDeps): OpenAPIHono<Env> {
     else logger.info(line, 'request');
   });
   app.use('*', metrics.middleware());
-  app.use('*', secureHeaders());
-  // Nothing the API answers is a page to render or frame; /docs sets its own, wider policy.
-  app.use('*', async (c, next) => {
-    await next();
-    if (!c.res.headers.has('content-security-policy')) c.header('content-security-policy', API_CSP);
-  });
-  // While draining, every response asks the client to drop its keep-alive connection. The next
-  // request then opens a new connection, which the Service routes to a pod that is still ready,
-  // instead of riding a socket this process is about to close (a reset the client would see).
-  app.use('*', async (c, next) => {
-    await next();
-    if (lifecycle.phase === 'draining') c.header('Connection', 'close');
-  });
 
   const tooLarge = (c: Context<Env>) =>
     problem(c, {

@@ -186,11 +186,31 @@ describe('registration API (app.request, temp file database)', () => {
     assert.match(replaced.headers.get('x-request-id') ?? '', /^[0-9a-f-]{36}$/);
   });
 
-  test('secure headers are set', async () => {
-    const res = await t.app.request('/livez');
-    assert.equal(res.headers.get('x-content-type-options'), 'nosniff');
-    assert.equal(res.headers.get('x-frame-options'), 'SAMEORIGIN');
-    assert.ok(res.headers.get('strict-transport-security'));
+  test('every kind of answer carries the request id and the security headers', async () => {
+    const json = { 'content-type': 'application/json' };
+    const answers: Array<[string, Response, number]> = [
+      ['livez', await t.app.request('/livez'), 200],
+      ['a validation problem', await t.app.request('/login', { method: 'POST', headers: json, body: '{"username":"x"}' }), 400],
+      ['malformed JSON (thrown, answered by onError)', await t.app.request('/login', { method: 'POST', headers: json, body: '{' }), 400],
+      ['wrong credentials', await t.app.request('/login', { method: 'POST', headers: json, body: JSON.stringify({ username: 'nobody-here', password: 'not-the-password' }) }), 401],
+      ['not found', await t.app.request('/nowhere'), 404],
+      ['method not allowed', await t.app.request('/register'), 405],
+      ['metrics', await t.app.request('/metrics'), 200],
+    ];
+    for (const [what, res, status] of answers) {
+      assert.equal(res.status, status, what);
+      const id = res.headers.get('x-request-id') ?? '';
+      assert.match(id, /^[0-9a-f-]{36}$/, `${what}: X-Request-Id`);
+      if (res.headers.get('content-type')?.startsWith('application/problem+json')) {
+        assert.equal(((await res.json()) as ProblemBody).requestId, id, `${what}: the body names the same request id`);
+      }
+      assert.equal(res.headers.get('x-content-type-options'), 'nosniff', what);
+      assert.equal(res.headers.get('x-frame-options'), 'SAMEORIGIN', what);
+      assert.equal(res.headers.get('referrer-policy'), 'no-referrer', what);
+      assert.equal(res.headers.get('strict-transport-security'), 'max-age=15552000; includeSubDomains', what);
+      assert.equal(res.headers.get('content-security-policy'), "default-src 'none'; frame-ancestors 'none'", what);
+      assert.equal(res.headers.get('connection'), null, `${what}: not draining, so no Connection: close`);
+    }
   });
 
   test('livez/readyz follow the lifecycle', async () => {

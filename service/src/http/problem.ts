@@ -45,8 +45,7 @@ export function problem(c: Context, init: ProblemInit): Response {
   const requestId = c.get('requestId' as never) as string | undefined;
   if (requestId) body.requestId = requestId;
   if (init.errors) body.errors = init.errors;
-  return new Response(JSON.stringify(body), {
-    status: init.status,
-    headers: { 'content-type': PROBLEM_CONTENT_TYPE, ...init.headers },
-  });
+  // Through the context, so the headers middlewares prepared (request id, security headers) are
+  // part of it; a bare Response returned by a handler would replace them.
+  return c.body(JSON.stringify(body), init.status as never, { 'content-type': PROBLEM_CONTENT_TYPE, ...init.headers });
 }
