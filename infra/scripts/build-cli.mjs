@@ -6,7 +6,9 @@
 //
 // build/cli/inputs.json lists the repository files that went in, so bin/kreg.mjs can tell a stale
 // bundle from a fresh one in a checkout. `npm run build:cli` runs this; `prepare` runs it on npm ci.
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { builtinModules } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
@@ -16,6 +18,21 @@ const outdir = join(root, 'build/cli');
 const t0 = performance.now();
 rmSync(outdir, { recursive: true, force: true });
 mkdirSync(outdir, { recursive: true });
+// An ESM import of a Node built-in (`import … from 'node:http'`) makes Node build that module's ESM
+// namespace, which reads every export, lazy getters included: for node:http that loads Node's
+// bundled undici (its WebSocket, MessageEvent and CloseEvent), 60 ms against 7 ms for require;
+// node:util and node:crypto cost 5–7 ms more than require too. Every command paid it (client-node
+// and our client import node:http), so in the bundle built-ins are taken through require.
+const BUILTIN = new RegExp(`^(node:)?(${builtinModules.map((m) => m.replace(/[/]/g, '\\/')).join('|')})$`);
+const builtinsThroughRequire = {
+  name: 'builtins-through-require',
+  setup(b) {
+    b.onResolve({ filter: BUILTIN }, (args) =>
+      args.kind === 'import-statement' ? { path: args.path.replace(/^(node:)?/, 'node:'), namespace: 'builtins-through-require' } : undefined,
+    );
+    b.onLoad({ filter: /.*/, namespace: 'builtins-through-require' }, (args) => ({ contents: `module.exports = require(${JSON.stringify(args.path)});`, loader: 'js' }));
+  },
+};
 const result = await build({
   absWorkingDir: root,
   entryPoints: { cli: 'infra/cli.ts' },
@@ -28,6 +45,7 @@ const result = await build({
   packages: 'bundle',
   // client-node imports undici for code paths kreg never calls; see the stub for why.
   alias: { undici: './infra/scripts/undici-unused.mjs' },
+  plugins: [builtinsThroughRequire],
   // Some bundled CommonJS packages call require() for Node built-ins; ESM output has no require.
   banner: { js: "import { createRequire as __kregRequire } from 'node:module'; const require = __kregRequire(import.meta.url);" },
   chunkNames: 'chunks/[name]-[hash]',
@@ -37,9 +55,16 @@ const result = await build({
   logLevel: 'warning',
 });
 const inputs = Object.keys(result.metafile.inputs)
-  .filter((f) => !f.includes('node_modules/') && !f.startsWith('<'))
+  .filter((f) => !f.includes('node_modules/') && !f.startsWith('<') && !f.startsWith(`${builtinsThroughRequire.name}:`))
   .sort();
 writeFileSync(join(outdir, 'inputs.json'), `${JSON.stringify(inputs)}\n`);
+// A hash of everything the bundle runs: the CLI keeps its synth output per build id, so any change
+// to the charts, the environments or kreg itself makes a new one.
+const buildId = createHash('sha256');
+for (const file of Object.keys(result.metafile.outputs).filter((f) => f.endsWith('.js')).sort()) {
+  buildId.update(file).update(readFileSync(join(root, file)));
+}
+writeFileSync(join(outdir, 'build-id'), `${buildId.digest('hex').slice(0, 32)}\n`);
 const bytes = Object.entries(result.metafile.outputs)
   .filter(([f]) => f.endsWith('.js'))
   .reduce((n, [, o]) => n + o.bytes, 0);
