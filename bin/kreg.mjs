@@ -46,8 +46,15 @@ nodeModule.enableCompileCache?.();
 
 const stale = staleReason();
 let run;
+/** The bundle's build id lets diff and deploy reuse an earlier synth of the same code (infra/cli/synth-cache.ts). */
+const build = {};
 if (!stale) {
   ({ run } = await import(pathToFileURL(bundle).href));
+  try {
+    build.id = readFileSync(join(root, 'build/cli/build-id'), 'utf8').trim();
+  } catch {
+    // a bundle from before build ids: it synthesizes every time
+  }
 } else {
   if (!existsSync(join(root, 'infra/cli.ts'))) {
     process.stderr.write(`kreg: this installation is incomplete (${stale}); reinstall the package\n`);
@@ -58,4 +65,4 @@ if (!stale) {
   register();
   ({ run } = await import(pathToFileURL(join(root, 'infra/cli.ts')).href));
 }
-process.exitCode = await run(process.argv.slice(2));
+process.exitCode = await run(process.argv.slice(2), undefined, undefined, build);

@@ -265,7 +265,13 @@ export interface Io {
   stderr: NodeJS.WritableStream & { isTTY?: boolean };
 }
 
-export async function run(argv: string[], io: Io = { stdout: process.stdout, stderr: process.stderr }, environ = process.env): Promise<number> {
+/** What the bin knows of the code it runs. */
+export interface BuildInfo {
+  /** The bundle's build id (build/cli/build-id); absent when running from source. */
+  id?: string;
+}
+
+export async function run(argv: string[], io: Io = { stdout: process.stdout, stderr: process.stderr }, environ = process.env, build: BuildInfo = {}): Promise<number> {
   if (argv[0] === 'operator') {
     const { operatorCommand } = await import('./operator/command.js');
     return operatorCommand(argv.slice(1), io, environ);
@@ -287,7 +293,7 @@ export async function run(argv: string[], io: Io = { stdout: process.stdout, std
     return EXIT.usage;
   }
   const { execute } = await import('./cli/commands.js');
-  return execute(cli, io, environ);
+  return execute(cli, io, environ, build);
 }
 
 const isMain = process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href;

@@ -8,7 +8,8 @@ import { EXIT, exitCodeOf, LineRenderer, printFailure, renderDiff, renderStatus 
 import { chooseRevision, deploy, destroy, diff, KubeClient, rollback, status, toEngineError, type DeployReport, type EngineEvent, type KubeObject, type Target } from '../engine/index.js';
 import { verifyRegistration } from '../verify.js';
 import { readFileSync } from 'node:fs';
-import { clientOptions, ENVIRONMENT_NAMESPACES, type Cli, type Io } from '../cli.js';
+import { clientOptions, ENVIRONMENT_NAMESPACES, type BuildInfo, type Cli, type Io } from '../cli.js';
+import { synthCache } from './synth-cache.js';
 
 /** Where kreg records what it owns for an environment: Secret `kreg-<env>` in the env's namespace. */
 export function targetFor(env: string): Target {
@@ -17,14 +18,19 @@ export function targetFor(env: string): Target {
 }
 
 /** Runs a parsed command; returns its exit code. */
-export async function execute(cli: Cli, io: Io, environ: NodeJS.ProcessEnv): Promise<number> {
+export async function execute(cli: Cli, io: Io, environ: NodeJS.ProcessEnv, build: BuildInfo = {}): Promise<number> {
   // What is deployed: an environment's app, synthesized in-process (its spec checked first, before
   // any kubeconfig is read: a bad one is a usage error, listed field by field), or -f manifests.
   // The charts, cdk8s and the spec's schema load only for the commands that synthesize.
   const synthesizing = !cli.set && (cli.command === 'synth' || cli.command === 'diff' || cli.command === 'deploy');
   const appOptions = { env: cli.env, ...(cli.image ? { image: cli.image } : {}) };
-  const { desiredObjects, environmentSpec, parseSpec, SpecError, synthToDisk } = synthesizing ? await import('./synth.js') : ({} as typeof import('./synth.js'));
-  if (synthesizing) {
+  // diff and deploy reuse this bundle's earlier synth of the same environment and image; its spec
+  // was valid then, since only a successful synth is kept.
+  const cache = synthesizing && cli.command !== 'synth' ? synthCache(build.id, appOptions, environ) : undefined;
+  const cached = cache?.read();
+  const { desiredObjects, environmentSpec, parseSpec, SpecError, synthToDisk } =
+    synthesizing && !cached ? await import('./synth.js') : ({} as typeof import('./synth.js'));
+  if (synthesizing && !cached) {
     try {
       parseSpec(environmentSpec(appOptions).spec, `spec of environment "${cli.env}"`);
     } catch (err) {
@@ -48,7 +54,13 @@ export async function execute(cli: Cli, io: Io, environ: NodeJS.ProcessEnv): Pro
       return EXIT.usage;
     }
   }
-  const desired = (): KubeObject[] => fromFiles ?? desiredObjects(appOptions);
+  const desired = (): KubeObject[] => {
+    if (fromFiles) return fromFiles;
+    if (cached) return cached;
+    const objects = desiredObjects(appOptions);
+    cache?.write(objects);
+    return objects;
+  };
   /** What the command works on, in messages: `dev`, or `set web in namespace demo`. */
   const subject = cli.set ? `set ${cli.set.name} in namespace ${cli.set.namespace}` : cli.env;
 
@@ -101,7 +113,7 @@ export async function execute(cli: Cli, io: Io, environ: NodeJS.ProcessEnv): Pro
         const objects = cli.command === 'deploy' ? desired() : [];
         const synthMs = Math.round(performance.now() - t0);
         if (cli.command === 'deploy') {
-          const source = !fromFiles ? `for ${cli.env} in-process (${synthMs} ms)` : cli.set!.app !== undefined ? `from the app "${cli.set!.app}" (${sourceMs} ms)` : `from ${cli.set!.filename === '-' ? 'standard input' : cli.set!.filename}`;
+          const source = !fromFiles ? `for ${cli.env} in-process (${cached ? 'cached, ' : ''}${synthMs} ms)` : cli.set!.app !== undefined ? `from the app "${cli.set!.app}" (${sourceMs} ms)` : `from ${cli.set!.filename === '-' ? 'standard input' : cli.set!.filename}`;
           say(`${fromFiles ? 'read' : 'synth'}: ${objects.length} objects ${source} → context ${client.contextName} (${client.server})`);
         }
         const options = {

@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -108,6 +108,34 @@ describe('kreg on a real cluster', { timeout: 20 * 60_000 }, () => {
       const diff = await kreg('diff', '--env', ENV);
       assert.equal(diff.code, EXIT.ok, diff.stdout + diff.stderr);
       assert.match(diff.stdout, /0 to create, 0 to update, 0 to prune/);
+    }),
+  );
+
+  test(
+    "a bundle's cached synth deploys the same objects: a no-op again, and another image is not taken from the cache",
+    guard(async () => {
+      const cacheDir = mkdtempSync(join(tmpdir(), 'kreg-e2e-cache-'));
+      try {
+        // What bin/kreg.mjs passes when it runs the bundle: its build id.
+        const cached = async (...args: string[]) => {
+          let stdout = '';
+          const sink = new Writable({ write: (chunk, _enc, cb) => ((stdout += String(chunk)), cb()) });
+          const code = await run(args, { stdout: sink, stderr: sink }, { ...environ, KREG_CACHE_DIR: cacheDir }, { id: `e2e-${process.pid}` });
+          return { code, stdout };
+        };
+        const first = await cached('deploy', '--env', ENV);
+        assert.equal(first.code, EXIT.ok, first.stdout);
+        assert.match(first.stdout, /synth: \d+ objects for dev in-process \(\d+ ms\)/, 'the first run synthesizes');
+        const second = await cached('deploy', '--env', ENV);
+        assert.equal(second.code, EXIT.ok, second.stdout);
+        assert.match(second.stdout, /in-process \(cached, \d+ ms\)/);
+        assert.match(second.stdout, /no changes: dev is at revision 1 and ready/);
+        const other = await cached('diff', '--env', ENV, '--image', 'kreg/registration:next');
+        assert.equal(other.code, EXIT.changes, other.stdout);
+        assert.match(other.stdout, /^\s+\+\s+image: kreg\/registration:next$/m);
+      } finally {
+        rmSync(cacheDir, { recursive: true, force: true });
+      }
     }),
   );
 
