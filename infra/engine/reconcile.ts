@@ -149,6 +149,11 @@ export async function prepare(api: KubeApi, input: KubeObject[], set: ApplySetRe
   const labels = memberLabels(set);
   const objects: KubeObject[] = [];
   const namespaces = new Set<string>();
+  // Discovery of every group-version at once (the client keeps each answer), rather than one
+  // round trip after another in the loop below; a failure is reported there, for its object.
+  const kindPerVersion = new Map<string, string>();
+  for (const o of input) if (o?.apiVersion && o.kind && !kindPerVersion.has(o.apiVersion)) kindPerVersion.set(o.apiVersion, o.kind);
+  await Promise.all([...kindPerVersion].map(([apiVersion, kind]) => api.isNamespaced(apiVersion, kind).catch(() => undefined)));
   for (const obj of input) {
     if (!obj?.apiVersion || !obj.kind || !obj.metadata?.name) {
       throw new EngineError({ kind: 'invalid', message: `an object has no apiVersion, kind or metadata.name: ${JSON.stringify(obj).slice(0, 200)}` });
@@ -456,34 +461,38 @@ export interface Membership {
 /** Every object carrying this set's membership label, in the recorded kinds and namespaces. */
 export async function listMembers(api: KubeApi, set: ApplySetRef, parent: ParentState, desired: KubeObject[] = []): Promise<Membership> {
   const labelSelector = Object.entries(memberLabels(set)).map(([k, v]) => `${k}=${v}`).join(',');
+  // Each kind is listed at the same time as the others; the results are joined in the parent's order.
+  const perKind = await Promise.all(parent.groupKinds.map((gk) => listKind(api, gk, parent, desired, labelSelector)));
+  return { members: perKind.flatMap((m) => m.members), unlisted: perKind.flatMap((m) => m.unlisted) };
+}
+
+async function listKind(api: KubeApi, gk: string, parent: ParentState, desired: KubeObject[], labelSelector: string): Promise<Membership> {
   const out: Membership = { members: [], unlisted: [] };
-  for (const gk of parent.groupKinds) {
-    const { kind, group } = parseGroupKind(gk);
-    let apiVersion = desired.find((o) => groupKind(o) === gk)?.apiVersion;
-    if (!apiVersion) {
-      try {
-        apiVersion = await api.preferredApiVersion(group);
-      } catch (err) {
-        if (err instanceof KubeApiError && err.status === 404) continue; // the group is gone (CRD deleted): no members left
-        out.unlisted.push({ groupKind: gk, reason: errorText(err) });
-        continue;
-      }
-    }
-    let namespaced: boolean;
+  const { kind, group } = parseGroupKind(gk);
+  let apiVersion = desired.find((o) => groupKind(o) === gk)?.apiVersion;
+  if (!apiVersion) {
     try {
-      namespaced = await api.isNamespaced(apiVersion, kind);
+      apiVersion = await api.preferredApiVersion(group);
     } catch (err) {
-      if (err instanceof KubeApiError && err.reason === 'NoKindMatch') continue;
+      if (err instanceof KubeApiError && err.status === 404) return out; // the group is gone (CRD deleted): no members left
       out.unlisted.push({ groupKind: gk, reason: errorText(err) });
-      continue;
+      return out;
     }
-    for (const namespace of namespaced ? parent.namespaces : [undefined]) {
-      try {
-        out.members.push(...(await api.list(apiVersion, kind, { ...(namespace ? { namespace } : {}), labelSelector })));
-      } catch (err) {
-        if (err instanceof KubeApiError && err.status === 404 && namespace) continue; // the namespace is gone
-        out.unlisted.push({ groupKind: gk, ...(namespace ? { namespace } : {}), reason: errorText(err) });
-      }
+  }
+  let namespaced: boolean;
+  try {
+    namespaced = await api.isNamespaced(apiVersion, kind);
+  } catch (err) {
+    if (err instanceof KubeApiError && err.reason === 'NoKindMatch') return out;
+    out.unlisted.push({ groupKind: gk, reason: errorText(err) });
+    return out;
+  }
+  for (const namespace of namespaced ? parent.namespaces : [undefined]) {
+    try {
+      out.members.push(...(await api.list(apiVersion, kind, { ...(namespace ? { namespace } : {}), labelSelector })));
+    } catch (err) {
+      if (err instanceof KubeApiError && err.status === 404 && namespace) continue; // the namespace is gone
+      out.unlisted.push({ groupKind: gk, ...(namespace ? { namespace } : {}), reason: errorText(err) });
     }
   }
   return out;
