@@ -87,8 +87,8 @@ export async function execute(cli: Cli, io: Io, environ: NodeJS.ProcessEnv, buil
   const color = Boolean(live.isTTY) && !environ.NO_COLOR;
   // On a terminal, deploy, rollback and destroy redraw one table; anywhere else, plain lines.
   const table = !cli.json && live.isTTY && !environ.KREG_PLAIN && ['deploy', 'rollback', 'destroy'].includes(cli.command);
-  const renderer: { line(text: string, bold?: boolean): void; onEvent(e: EngineEvent): void; close?(): void } = table
-    ? new TableRenderer(live as TerminalOut, color, `kreg ${cli.command} ${cli.set ? cli.set.name : cli.env}`)
+  const renderer: { line(text: string, bold?: boolean): void; onEvent(e: EngineEvent): void; close?(finalPhase?: string): void } = table
+    ? new TableRenderer(live as TerminalOut, color, `kreg ${cli.command} ${cli.set ? cli.set.name : cli.env}`, undefined, cli.command === 'destroy' ? 'deleting' : 'validating')
     : new LineRenderer(live, color);
   const onEvent = cli.json ? (_: EngineEvent) => {} : renderer.onEvent;
   const say = (line: string) => {
@@ -153,7 +153,7 @@ export async function execute(cli: Cli, io: Io, environ: NodeJS.ProcessEnv, buil
       }
       case 'destroy': {
         const report = await destroy(client, target, { includeKept: cli.includeKept, wait: cli.wait, timeoutMs: cli.timeoutMs, onEvent });
-        renderer.close?.();
+        renderer.close?.(report.ok ? `${report.deleted.length} deleted, ${report.kept.length} kept` : 'still terminating');
         if (cli.json) emit(report);
         else if (report.absent) say(`nothing to destroy: no ApplySet ${target.set.namespace}/${target.set.name}`);
         else say(`destroyed ${subject}: ${report.deleted.length} deleted, ${report.kept.length} kept`);

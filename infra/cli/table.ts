@@ -31,7 +31,6 @@ export interface TerminalOut {
 export class TableRenderer {
   private readonly started = performance.now();
   private readonly rows = new Map<string, Row>();
-  private phase = 'validating';
   private drawnLines = 0;
   private frame = 0;
   private timer: NodeJS.Timeout | undefined;
@@ -42,6 +41,8 @@ export class TableRenderer {
     private readonly color: boolean,
     private readonly title: string,
     redrawMs = 120,
+    /** What the title says until the first event: deploy and rollback start with the dry run. */
+    private phase = 'validating',
   ) {
     this.timer = setInterval(() => this.draw(), redrawMs);
     this.timer.unref();
@@ -127,9 +128,13 @@ export class TableRenderer {
     this.draw();
   };
 
-  /** Stops redrawing and leaves the last table in place. Idempotent. */
-  close(): void {
+  /**
+   * Stops redrawing and leaves the last table in place, its title naming `finalPhase` when given
+   * (destroy has no revision to record, so nothing else would say it is over). Idempotent.
+   */
+  close(finalPhase?: string): void {
     if (this.closed) return;
+    if (finalPhase !== undefined) this.phase = finalPhase;
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
     this.clear();

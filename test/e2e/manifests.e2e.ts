@@ -158,6 +158,49 @@ describe('kreg deploy -f: any manifests through the engine', { timeout: 8 * 60_0
   );
 
   it(
+    'on a terminal (tmux): rollback and destroy redraw their own table, and each title ends with what happened',
+    guard(async () => {
+      const own = mkdtempSync(join(tmpdir(), 'kreg-manifests-tty-'));
+      try {
+        writeFileSync(join(own, 'configmap.yaml'), configMap('hello'));
+        writeFileSync(join(own, 'deployment.yaml'), deployment('kreg/registration:dev'));
+        writeFileSync(join(own, 'service.yaml'), service);
+        const first = await kreg(['deploy', '-f', own, ...set]);
+        assert.equal(first.code, 0, `revision 1: all three objects\n${first.stdout}\n${first.stderr}`);
+        rmSync(join(own, 'deployment.yaml'));
+        const second = await kreg(['deploy', '-f', own, ...set]);
+        assert.equal(second.code, 0, `revision 2: the Deployment pruned\n${second.stdout}\n${second.stderr}`);
+        const session = `kreg-e2e-rb-${process.pid}`;
+        const kregTty = `KUBECONFIG=${KUBECONFIG} ${process.execPath} bin/kreg.mjs`;
+        const command = `cd ${ROOT} && ${kregTty} rollback --to 1 ${set.join(' ')}; echo EXIT=$?; ${kregTty} destroy ${set.join(' ')}; echo EXIT=$?; sleep 300`;
+        await run('tmux', ['new-session', '-d', '-s', session, '-x', '140', '-y', '40', command]);
+        try {
+          let screen = '';
+          const deadline = Date.now() + 120_000;
+          while (Date.now() < deadline) {
+            screen = (await run('tmux', ['capture-pane', '-p', '-t', session])).stdout;
+            if ((screen.match(/EXIT=\d+/g) ?? []).length >= 2) break;
+            await new Promise((r) => setTimeout(r, 200));
+          }
+          assert.deepEqual(screen.match(/EXIT=\d+/g), ['EXIT=0', 'EXIT=0'], screen);
+          assert.equal(screen.match(/OBJECT +APPLY +STATE +TIME +REASON/g)?.length, 2, `one table per command:\n${screen}`);
+          assert.match(screen, /^kreg rollback web: recorded revision 3 \(deployed\) · /m);
+          assert.match(screen, /Deployment\/kreg-manifests-e2e\/web +created +ready /);
+          assert.match(screen, /^kreg destroy web: 3 deleted, 0 kept · /m);
+          assert.match(screen, /Deployment\/kreg-manifests-e2e\/web +deleted +deleted /);
+          assert.match(screen, /Service\/kreg-manifests-e2e\/web +deleted +deleted /);
+          assert.ok(screen.indexOf('destroyed set web') > screen.lastIndexOf('OBJECT'), 'the summary is below the last table');
+          console.log(`# kreg rollback and destroy on a terminal:\n${screen.trimEnd().split('\n').map((l) => `#   ${l}`).join('\n')}`);
+        } finally {
+          await run('tmux', ['kill-session', '-t', session]);
+        }
+      } finally {
+        rmSync(own, { recursive: true, force: true });
+      }
+    }),
+  );
+
+  it(
     '--app: what a cdk8s-style app writes into CDK8S_OUTDIR is deployed, then destroyed by name',
     guard(async () => {
       const app = `cp ${dir}/*.yaml "$CDK8S_OUTDIR"/`;
