@@ -385,21 +385,29 @@ function serviceHealth(svc: KubeObject, related: RelatedObjects): Health {
   // Dual-stack Services get one slice per address family for the same pods: count pods, not addresses.
   const readyKeys = new Set<string>();
   const allKeys = new Set<string>();
+  // Pods on their way out (an earlier rollout's) stay in the slices until they are gone. They are
+  // named apart, not counted as endpoints that failed to turn ready: "1 of 4 ready" misleads.
+  const terminatingKeys = new Set<string>();
   for (const slice of slices) {
     for (const ep of slice.endpoints ?? []) {
       const key = ep.targetRef?.uid ?? ep.addresses?.[0] ?? JSON.stringify(ep);
+      if (ep.conditions?.terminating === true) {
+        terminatingKeys.add(key);
+        continue;
+      }
       allKeys.add(key);
-      // `ready` is false for terminating endpoints, and for unready ones unless publishNotReadyAddresses.
+      // `ready` is false for unready endpoints unless the Service publishes not-ready addresses.
       if (ep.conditions?.ready === true) readyKeys.add(key);
     }
   }
+  const counted = `${readyKeys.size} of ${allKeys.size} endpoints ready${terminatingKeys.size ? ` (${terminatingKeys.size} terminating)` : ''}`;
   if (readyKeys.size === 0) {
-    return progressing('WaitingForEndpoints', allKeys.size === 0 ? 'no endpoints yet' : `0 of ${allKeys.size} endpoints ready`);
+    return progressing('WaitingForEndpoints', allKeys.size === 0 && terminatingKeys.size === 0 ? 'no endpoints yet' : counted);
   }
   if (svc.spec?.type === 'LoadBalancer' && !(svc.status?.loadBalancer?.ingress?.length > 0)) {
-    return progressing('WaitingForLoadBalancer', `${readyKeys.size} of ${allKeys.size} endpoints ready; waiting for the load balancer's address`);
+    return progressing('WaitingForLoadBalancer', `${counted}; waiting for the load balancer's address`);
   }
-  return ready('EndpointsReady', `${readyKeys.size} of ${allKeys.size} endpoints ready`);
+  return ready('EndpointsReady', counted);
 }
 
 /**

@@ -486,6 +486,20 @@ test('Service with ready endpoints → ready', () => {
   expectHealth(evaluate(f), 'ready', 'EndpointsReady', '2 of 2 endpoints ready');
 });
 
+test('Service: endpoints of terminating pods are named apart, not counted as unready', () => {
+  const f = fixture('service-ready-endpoints');
+  const slice = f.related.endpointSlices![0]!;
+  const leaving = structuredClone(slice.endpoints[0]);
+  leaving.addresses = ['10.244.9.9'];
+  leaving.targetRef = { ...leaving.targetRef, uid: 'old-pod', name: 'old-pod' };
+  leaving.conditions = { ready: false, serving: true, terminating: true };
+  slice.endpoints.push(leaving);
+  expectHealth(evaluate(f), 'ready', 'EndpointsReady', '2 of 2 endpoints ready (1 terminating)');
+  // Only terminating ones left: still waiting, and saying why.
+  slice.endpoints = [leaving];
+  expectHealth(evaluate(f), 'progressing', 'WaitingForEndpoints', '0 of 0 endpoints ready (1 terminating)');
+});
+
 test('Service whose endpoints are not ready → progressing (kstatus would call it Current)', () => {
   const f = fixture('service-endpoints-not-ready');
   expectHealth(evaluate(f), 'progressing', 'WaitingForEndpoints', '0 of 1 endpoints ready');
