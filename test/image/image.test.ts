@@ -34,8 +34,13 @@ const HARDENED = [
   '--tmpfs', `/data:rw,size=64m,uid=${RUN_AS_USER},gid=${RUN_AS_USER}`,
 ];
 
+/** Whether this test started the Docker engine (none answered before): then it stops it again. */
+let startedEngine = false;
+
 function engineUnavailableReason(): string | undefined {
   if (process.env.KREG_IMAGE_TEST === 'skip') return 'KREG_IMAGE_TEST=skip';
+  const reachable = spawnSync('bash', ['-c', `source "${ROOT}/infra/scripts/docker-engine.sh" && docker_engine_reachable`], { timeout: 30_000 });
+  startedEngine = reachable.status !== 0;
   const r = spawnSync('bash', ['-c', `source "${ROOT}/infra/scripts/docker-engine.sh" && ensure_docker_engine`], {
     encoding: 'utf8',
     timeout: 15 * 60_000,
@@ -83,6 +88,11 @@ describe('container image', { skip: skipReason ?? false, timeout: 15 * 60_000 },
 
   after(async () => {
     await execFile('docker', ['rm', '-f', NAME]).catch(() => undefined);
+    // An engine this test started would otherwise outlive it (and skew any benchmark after it).
+    if (startedEngine) {
+      await execFile('pkill', ['-TERM', '-x', 'dockerd']).catch(() => undefined);
+      for (let i = 0; i < 60 && spawnSync('pgrep', ['-x', 'dockerd']).status === 0; i++) await new Promise((r) => setTimeout(r, 500));
+    }
   });
 
   it('is configured to run node directly as a numeric non-root user', async () => {
