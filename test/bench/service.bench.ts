@@ -15,8 +15,9 @@
  * lowers the ratio without the server being at fault. When wrk is installed (Debian's package), the
  * registration phases also run with wrk and a Lua script, a generator in C that costs a fraction of
  * autocannon's CPU, and both figures are reported.
- * Environment: BENCH_SECONDS (default 5, per generator per round and per later phase), BENCH_CONNECTIONS (default 8), BENCH_PROFILE=1 (the server
- * runs with --cpu-prof; the top frames of its main thread during the last registration phase are printed).
+ * Environment: BENCH_SECONDS (default 5: per generator per round, and per later phase),
+ * BENCH_ROUNDS (default 3), BENCH_CONNECTIONS (default 8), BENCH_PROFILE=1 (the server runs with
+ * --cpu-prof; the top frames of its main thread during the last registration phase are printed).
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -36,7 +37,7 @@ const BOUND_SECONDS = 2;
 const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
 const ROOT = new URL('../../', import.meta.url).pathname;
 
-async function hashingBound(seconds: number, workers: number): Promise<{ perSecond: number; workers: number }> {
+async function hashingBound(seconds: number, workers: number): Promise<number> {
   const { hash: params } = loadConfig({});
   const options = { algorithm: 2 as Algorithm, memoryCost: params.memoryKib, timeCost: params.iterations, parallelism: params.parallelism };
   let done = 0;
@@ -50,7 +51,7 @@ async function hashingBound(seconds: number, workers: number): Promise<{ perSeco
       }
     }),
   );
-  return { perSecond: done / ((performance.now() - t0) / 1000), workers };
+  return done / ((performance.now() - t0) / 1000);
 }
 
 interface ProcStat {
@@ -222,7 +223,7 @@ function combine(runs: Run[]): Run {
   return {
     requests,
     perSecond: requests / (runs.length * SECONDS),
-    p50: [...runs.map((r) => r.p50)].sort((a, b) => a - b)[Math.floor(runs.length / 2)]!,
+    p50: runs.map((r) => r.p50).sort((a, b) => a - b)[Math.floor(runs.length / 2)]!,
     p99: Math.max(...runs.map((r) => r.p99)),
     statuses,
     serverCpu: mean((r) => r.serverCpu),
@@ -330,7 +331,7 @@ async function main(): Promise<void> {
     const workerCounts = [...new Set([availableParallelism(), concurrency, Number(process.env.UV_THREADPOOL_SIZE) || 4])];
     const measureBound = async () => {
       const rates: number[] = [];
-      for (const workers of workerCounts) rates.push((await hashingBound(BOUND_SECONDS, workers)).perSecond);
+      for (const workers of workerCounts) rates.push(await hashingBound(BOUND_SECONDS, workers));
       return { perSecond: Math.max(...rates), rates };
     };
 

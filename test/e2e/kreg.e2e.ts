@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
-import { run } from '../../infra/cli.js';
+import { run, type BuildInfo } from '../../infra/cli.js';
 import { targetFor } from '../../infra/cli/commands.js';
 import { desiredObjects } from '../../infra/cli/synth.js';
 import { KubeClient } from '../../infra/engine/client.js';
@@ -27,15 +27,20 @@ const target = targetFor(ENV);
 const NS = target.set.namespace;
 const environ = { ...process.env, KUBECONFIG, NO_COLOR: '1' };
 
-/** Runs the CLI in-process; returns its exit code and what it wrote. */
-async function kreg(...args: string[]): Promise<{ code: number; stdout: string; stderr: string; ms: number }> {
+/** Runs the CLI in-process, as the bin would with `build` (running from source: none); returns its exit code and what it wrote. */
+async function kregAs(
+  options: { environ?: NodeJS.ProcessEnv; build?: BuildInfo },
+  ...args: string[]
+): Promise<{ code: number; stdout: string; stderr: string; ms: number }> {
   let stdout = '';
   let stderr = '';
   const sink = (append: (s: string) => void) => new Writable({ write: (chunk, _enc, cb) => (append(String(chunk)), cb()) });
   const t0 = performance.now();
-  const code = await run(args, { stdout: sink((s) => (stdout += s)), stderr: sink((s) => (stderr += s)) }, environ);
+  const code = await run(args, { stdout: sink((s) => (stdout += s)), stderr: sink((s) => (stderr += s)) }, options.environ ?? environ, options.build);
   return { code, stdout, stderr, ms: Math.round(performance.now() - t0) };
 }
+
+const kreg = (...args: string[]) => kregAs({}, ...args);
 
 async function kregJson<T = DeployReport>(...args: string[]): Promise<{ code: number; report: T; stderr: string; ms: number }> {
   const r = await kreg(...args, '--output', 'json');
@@ -117,21 +122,16 @@ describe('kreg on a real cluster', { timeout: 20 * 60_000 }, () => {
       const cacheDir = mkdtempSync(join(tmpdir(), 'kreg-e2e-cache-'));
       try {
         // What bin/kreg.mjs passes when it runs the bundle: its build id.
-        const cached = async (...args: string[]) => {
-          let stdout = '';
-          const sink = new Writable({ write: (chunk, _enc, cb) => ((stdout += String(chunk)), cb()) });
-          const code = await run(args, { stdout: sink, stderr: sink }, { ...environ, KREG_CACHE_DIR: cacheDir }, { id: `e2e-${process.pid}` });
-          return { code, stdout };
-        };
+        const cached = (...args: string[]) => kregAs({ environ: { ...environ, KREG_CACHE_DIR: cacheDir }, build: { id: `e2e-${process.pid}` } }, ...args);
         const first = await cached('deploy', '--env', ENV);
-        assert.equal(first.code, EXIT.ok, first.stdout);
+        assert.equal(first.code, EXIT.ok, first.stdout + first.stderr);
         assert.match(first.stdout, /synth: \d+ objects for dev in-process \(\d+ ms\)/, 'the first run synthesizes');
         const second = await cached('deploy', '--env', ENV);
-        assert.equal(second.code, EXIT.ok, second.stdout);
+        assert.equal(second.code, EXIT.ok, second.stdout + second.stderr);
         assert.match(second.stdout, /in-process \(cached, \d+ ms\)/);
         assert.match(second.stdout, /no changes: dev is at revision 1 and ready/);
         const other = await cached('diff', '--env', ENV, '--image', 'kreg/registration:next');
-        assert.equal(other.code, EXIT.changes, other.stdout);
+        assert.equal(other.code, EXIT.changes, other.stdout + other.stderr);
         assert.match(other.stdout, /^\s+\+\s+image: kreg\/registration:next$/m);
       } finally {
         rmSync(cacheDir, { recursive: true, force: true });
