@@ -256,7 +256,7 @@ export class KubeClient implements KubeApi {
       ...(options.counters ? { counters: options.counters } : {}),
     });
     const status = res.statusCode ?? 0;
-    const text = await readBody(res);
+    const text = await readBody(res, this.server);
     if (status >= 200 && status < 300) {
       if (options.text) return text as T;
       return (text ? JSON.parse(text) : undefined) as T;
@@ -399,7 +399,7 @@ export class KubeClient implements KubeApi {
       agent: this.watchAgent,
       ...(options.signal ? { signal: options.signal } : {}),
     });
-    if (res.statusCode !== 200) throw decodeError(res.statusCode ?? 0, await readBody(res), 'GET', path);
+    if (res.statusCode !== 200) throw decodeError(res.statusCode ?? 0, await readBody(res, this.server), 'GET', path);
     try {
       for await (const raw of lines(res)) {
         const line = raw.trim();
@@ -515,7 +515,7 @@ export async function* followPodLog(
   if (options.container) url.searchParams.set('container', options.container);
   if (options.sinceSeconds !== undefined) url.searchParams.set('sinceSeconds', String(options.sinceSeconds));
   const res = await client.stream('GET', url, options.signal);
-  if (res.statusCode !== 200) throw decodeError(res.statusCode ?? 0, await readBody(res), 'GET', path);
+  if (res.statusCode !== 200) throw decodeError(res.statusCode ?? 0, await readBody(res, client.server), 'GET', path);
   try {
     yield* lines(res);
   } finally {
@@ -625,13 +625,17 @@ export function loadKubeConfig(options: Pick<ClientOptions, 'kubeconfig' | 'cont
   return kc;
 }
 
-/** A response's whole body as text. */
-function readBody(res: IncomingMessage): Promise<string> {
+/**
+ * A response's whole body as text. A body cut off (the server died or the connection was reset
+ * after the headers) is a connection failure, like one before the headers: the same request may
+ * well succeed once the server is back, and a caller must not take it for an answer.
+ */
+function readBody(res: IncomingMessage, server: string): Promise<string> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     res.on('data', (c: Buffer) => chunks.push(c));
     res.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    res.on('error', reject);
+    res.on('error', (err) => reject(err.name === 'AbortError' ? err : new KubeConnectionError(server, err)));
   });
 }
 

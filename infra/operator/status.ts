@@ -62,7 +62,13 @@ export function outcomeOf(result: ReconcileResult): Outcome {
     return { kind: 'progressing', waitingOn: waiting, detail };
   }
   const failure = result.failure!;
-  return failure.retryable && failure.kind !== 'failed' ? { kind: 'retrying', failure } : { kind: 'failed', failure };
+  // Retried with backoff: whatever the engine calls retryable (a 5xx, a 429, a timeout), and an API
+  // server that cannot be reached or refuses the operator's credentials. A restarted kube-apiserver
+  // answers 401 and 403 for a moment, until its token and RBAC caches have filled; were that
+  // Stalled, a three-second outage would leave the resource alone for the stalled recheck's minutes.
+  // A refusal that lasts is still retried, ever more slowly (the queue's backoff is capped), and the
+  // condition says Forbidden or Unauthorized all along.
+  return failure.retryable || failure.kind === 'unreachable' ? { kind: 'retrying', failure } : { kind: 'failed', failure };
 }
 
 /**

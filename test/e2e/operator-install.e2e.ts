@@ -26,6 +26,21 @@ const getCr = (namespace: string, name: string) => kubectlJson(['-n', namespace,
 const waitReady = (namespace: string, name: string) =>
   kubectl(['-n', namespace, 'wait', '--for=condition=Ready', `registrationservice/${name}`, '--timeout=180s'], { timeoutMs: 200_000 });
 
+/**
+ * Runs `wait`; if it fails, the error carries what the operator said and the resource's status at
+ * that moment. The after hook's logs come too late for this: a later test reinstalls the operator,
+ * and the copies that failed are gone with their logs.
+ */
+async function withOperatorEvidence(wait: () => Promise<unknown>): Promise<void> {
+  try {
+    await wait();
+  } catch (err) {
+    const logs = await kubectl(['-n', SYSTEM, 'logs', '-l', 'app.kubernetes.io/name=kreg-operator', '--tail=80', '--prefix']).catch((e) => String(e));
+    const status = await getCr(TEAM_A, 'billing').then((cr) => JSON.stringify(cr.status, null, 1), (e) => String(e));
+    throw new Error(`${(err as Error).message}\n--- RegistrationService billing status:\n${status}\n--- operator logs:\n${logs}`, { cause: err });
+  }
+}
+
 describe('kreg operator install: the operator in the cluster', { timeout: 15 * 60_000 }, () => {
   before(async () => {
     for (const ns of [TEAM_A, TEAM_B]) await deleteNamespace(ns);
@@ -218,12 +233,16 @@ describe('kreg operator install: the operator in the cluster', { timeout: 15 * 6
       const restarted = await run('bash', ['test/cluster/restart-apiserver.sh', '--down-seconds', '3']);
       assert.equal(restarted.code, 0, restarted.stdout + restarted.stderr);
       console.log(`# operator install: ${restarted.stdout.trim()}`);
-      await waitFor('the change made before the restart', async () => (await kubectlJson(['-n', TEAM_A, 'get', 'configmap', 'billing-config'])).data.LOG_LEVEL === 'warn', 90_000, 500);
+      await withOperatorEvidence(() =>
+        waitFor('the change made before the restart', async () => (await kubectlJson(['-n', TEAM_A, 'get', 'configmap', 'billing-config'])).data.LOG_LEVEL === 'warn', 90_000, 500),
+      );
       // A change made after the restart reaches the operator through its re-established watches
       // (the periodic resync is 10 minutes away).
       const t0 = performance.now();
       await kubectl(['apply', '-f', '-'], { input: resource('billing', TEAM_A, { ...embedded, settings: { LOG_LEVEL: 'info' } }) });
-      await waitFor('the change made after the restart', async () => (await kubectlJson(['-n', TEAM_A, 'get', 'configmap', 'billing-config'])).data.LOG_LEVEL === 'info', 60_000, 250);
+      await withOperatorEvidence(() =>
+        waitFor('the change made after the restart', async () => (await kubectlJson(['-n', TEAM_A, 'get', 'configmap', 'billing-config'])).data.LOG_LEVEL === 'info', 60_000, 250),
+      );
       console.log(`# operator install: a change after the API server restart reconciled in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
       await waitReady(TEAM_A, 'billing');
       assert.equal(await restarts(), restartsBefore, 'an operator container restarted');

@@ -3,9 +3,11 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { EngineFailure } from '../../infra/engine/errors.js';
+import { KubeApiError, KubeConnectionError } from '../../infra/engine/client.js';
+import { toEngineError, type EngineFailure } from '../../infra/engine/errors.js';
+import type { ReconcileResult } from '../../infra/engine/reconcile.js';
 import { WorkQueue } from '../../infra/operator/queue.js';
-import { nextStatus, statusChanged, type ResourceStatus } from '../../infra/operator/status.js';
+import { nextStatus, outcomeOf, statusChanged, type ResourceStatus } from '../../infra/operator/status.js';
 
 describe('work queue', () => {
   it('a key is queued once however often it is added, and handed out in order', async () => {
@@ -79,6 +81,23 @@ describe('resource status', () => {
     assert.equal(byType.Ready!.reason, 'ImagePullBackOff');
     assert.match(byType.Ready!.message, /^Deployment\/accounts: ImagePullBackOff: .*kreg\/nope:1/);
     assert.ok(s.conditions!.every((c) => c.observedGeneration === 3));
+  });
+
+  it('what a restarting API server answers is retried with backoff, not Stalled; a failed child is Stalled', () => {
+    const outcome = (err: unknown) => outcomeOf({ status: 'failed', failure: toEngineError(err).toFailure() } as ReconcileResult).kind;
+    // The token and RBAC caches of a kube-apiserver that has just started are empty for a moment.
+    assert.equal(outcome(new KubeApiError(401, 'Unauthorized', 'Unauthorized')), 'retrying');
+    assert.equal(outcome(new KubeApiError(403, 'Forbidden', 'deployments.apps "accounts" is forbidden')), 'retrying');
+    assert.equal(outcome(new KubeApiError(503, 'ServiceUnavailable', 'the server is currently unable to handle the request')), 'retrying');
+    assert.equal(outcome(new KubeApiError(500, 'InternalError', 'etcdserver: leader changed')), 'retrying');
+    assert.equal(outcome(new KubeApiError(429, 'TooManyRequests', 'slow down')), 'retrying');
+    assert.equal(outcome(new KubeConnectionError('https://10.96.0.1', Object.assign(new Error('reset'), { code: 'ECONNRESET' }))), 'retrying');
+    assert.equal(outcome(new KubeApiError(422, 'Invalid', 'spec.replicas: Invalid value')), 'failed');
+    assert.equal(outcomeOf({ status: 'failed', failure } as ReconcileResult).kind, 'failed');
+    const forbidden = nextStatus(undefined, 1, outcomeOf({ status: 'failed', failure: toEngineError(new KubeApiError(403, 'Forbidden', 'no')).toFailure() } as ReconcileResult), 'T1');
+    const ready = forbidden.conditions!.find((c) => c.type === 'Ready')!;
+    assert.deepEqual([ready.status, ready.reason], ['Unknown', 'RetryingAfterError']);
+    assert.match(ready.message, /^Forbidden: .*; retrying$/);
   });
 
   it('lastTransitionTime moves only when a condition flips; an unchanged outcome is no change at all', () => {
