@@ -31,8 +31,12 @@ export interface InformerOptions {
   timeoutSeconds?: [number, number];
   /** Restart a watch that delivered nothing (not even a bookmark) for this long. Default 150 s. */
   inactivityMs?: number;
-  /** Reconnect backoff. Default 200 ms doubling to 30 s, ± 20 %. */
-  backoff?: { baseMs: number; maxMs: number };
+  /**
+   * Reconnect backoff. Default 200 ms doubling to 30 s, ± 20 %. A watch that had been running for
+   * `healthyMs` (default 10 s) before it broke starts the backoff over: each outage is met with the
+   * short delays first, not with the long ones the last outage ended on.
+   */
+  backoff?: { baseMs: number; maxMs: number; healthyMs?: number };
   /** One line per notable event (reconnects, relists). */
   log?: (line: string) => void;
 }
@@ -89,10 +93,13 @@ export class Informer {
 
   private async loop(): Promise<void> {
     const { backoff = { baseMs: 200, maxMs: 30_000 } } = this.options;
+    const healthyMs = backoff.healthyMs ?? 10_000;
     let failures = 0;
     while (!this.abort.signal.aborted) {
+      let watchStartedAt: number | undefined;
       try {
         if (this.needList) await this.relist();
+        watchStartedAt = Date.now();
         await this.watchOnce();
         failures = 0; // the server ended the request: normal, watch again at once
       } catch (err) {
@@ -109,6 +116,9 @@ export class Informer {
           this.options.log?.(`${this.options.kind}: no event for ${this.options.inactivityMs ?? 150_000} ms; watching again`);
           continue;
         }
+        // Without this, a watch that broke at the end of one outage kept its count, and the next
+        // outage, minutes later, began at the longest delay: 20-30 s blind after a 3 s restart.
+        if (watchStartedAt !== undefined && Date.now() - watchStartedAt >= healthyMs) failures = 0;
         failures++;
         const retryAfter = err instanceof KubeApiError && err.status === 429 ? retryAfterMs(err) : undefined;
         const raw = Math.min(backoff.maxMs, backoff.baseMs * 2 ** Math.min(failures - 1, 20));

@@ -42,7 +42,8 @@ export interface TestApiServer {
   port: number;
   adminToken: string;
   /** Kills kube-apiserver (SIGKILL unless told), then starts the same one again (same port, same etcd); resolves when ready. */
-  restartApiServer(signal?: NodeJS.Signals): Promise<void>;
+  /** Kills the kube-apiserver, keeps it down `downMs` (default 0), starts it again and waits until it is ready. */
+  restartApiServer(signal?: NodeJS.Signals, downMs?: number): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -144,10 +145,11 @@ export async function startApiServer(): Promise<TestApiServer> {
      * Kills kube-apiserver and starts it again on the same port and etcd. SIGKILL by default: a
      * crash, and fast (a SIGTERM'd apiserver drains open watches for about a minute).
      */
-    const restartApiServer = async (signal: NodeJS.Signals = 'SIGKILL') => {
+    const restartApiServer = async (signal: NodeJS.Signals = 'SIGKILL', downMs = 0) => {
       const exited = new Promise((r) => apiserver.once('exit', r));
       apiserver.kill(signal);
       await exited;
+      await new Promise((r) => setTimeout(r, downMs));
       children.splice(children.indexOf(apiserver), 1);
       apiserver = run('kube-apiserver', apiserverArgs);
       await waitReady();
