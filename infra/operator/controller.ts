@@ -317,7 +317,17 @@ export class RegistrationServiceController {
       const written = await this.client.request<KubeObject>('PATCH', path, { body: { status: next }, contentType: 'application/merge-patch+json' });
       this.stats.statusWrites++;
       // Keep the store current, so the next reconcile compares with what was written.
-      this.resources.store.set(objectKey(written), { ...written, apiVersion: API_VERSION, kind: KIND });
+      const key = objectKey(written);
+      this.resources.store.set(key, { ...written, apiVersion: API_VERSION, kind: KIND });
+      // The status patch answers with the resource as it is now, spec included. If the spec moved
+      // on while this reconcile ran, the store now holds a generation nobody reconciled, and the
+      // watch event for that change, set against it, looks like no change at all: the change
+      // would wait for the resync, minutes away. So it is queued here.
+      if (written.metadata.generation !== cr.metadata.generation) {
+        this.log({ msg: 'spec changed during the reconcile; queued again', key, reconciled: cr.metadata.generation, now: written.metadata.generation });
+        this.invalidate(key);
+        this.queue.add(key);
+      }
     } catch (err) {
       if (err instanceof KubeApiError && err.status === 404) return; // deleted meanwhile
       throw err;
