@@ -32,9 +32,9 @@ export interface InformerOptions {
   /** Restart a watch that delivered nothing (not even a bookmark) for this long. Default 150 s. */
   inactivityMs?: number;
   /**
-   * Reconnect backoff. Default 200 ms doubling to 30 s, ± 20 %. A watch that had been running for
-   * `healthyMs` (default 10 s) before it broke starts the backoff over: each outage is met with the
-   * short delays first, not with the long ones the last outage ended on.
+   * Reconnect backoff. Default 200 ms doubling to 30 s, ± 20 %. A successful list, or a watch that
+   * had been running for `healthyMs` (default 10 s) before it broke, starts the backoff over: each
+   * outage is met with the short delays first, not with the long ones the last outage ended on.
    */
   backoff?: { baseMs: number; maxMs: number; healthyMs?: number };
   /** One line per notable event (reconnects, relists). */
@@ -98,7 +98,11 @@ export class Informer {
     while (!this.abort.signal.aborted) {
       let watchStartedAt: number | undefined;
       try {
-        if (this.needList) await this.relist();
+        if (this.needList) {
+          await this.relist();
+          // The server answered a full list: it is up and lets us read, so what failed before is over.
+          failures = 0;
+        }
         watchStartedAt = Date.now();
         await this.watchOnce();
         failures = 0; // the server ended the request: normal, watch again at once
