@@ -9,7 +9,7 @@ import { ENV } from '../contract.js';
 import { DatabaseGuard, DatabaseRefusedError, DatabaseUnavailableError } from './guard.js';
 import * as schema from './schema.js';
 
-export type Database = LibSQLDatabase<typeof schema>;
+export type Database = LibSQLDatabase<typeof schema> & { $client: Client };
 
 export interface DatabaseHandle {
   db: Database;

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { and, eq } from 'drizzle-orm';
+import { and, eq, getTableName } from 'drizzle-orm';
 import type { Database } from '../db/client.js';
 import { causeChain, type DatabaseGuard } from '../db/guard.js';
 import { users, type UserRow } from '../db/schema.js';
@@ -16,6 +16,11 @@ export class UsernameTakenError extends Error {
     this.name = 'UsernameTakenError';
   }
 }
+
+/** The insert drizzle would build for `users`, columns in the order of the arguments given to it. */
+const INSERT_USER_SQL = `insert into ${getTableName(users)} (${[users.id, users.username, users.usernameCanonical, users.passwordHash, users.createdAt]
+  .map((column) => `"${column.name}"`)
+  .join(', ')}) values (?, ?, ?, ?, ?)`;
 
 const UNIQUE_CODES = new Set(['SQLITE_CONSTRAINT_UNIQUE', 'SQLITE_CONSTRAINT_PRIMARYKEY']);
 
@@ -48,7 +53,12 @@ export class UserStore {
   async create(input: { username: string; usernameCanonical: string; passwordHash: string }): Promise<PublicUser> {
     const row = { id: randomUUID(), createdAt: new Date(), ...input };
     try {
-      await this.guard.write('insert user', () => this.db.insert(users).values(row));
+      // The one statement on the registration path is written out rather than built by drizzle:
+      // building it cost as much event-loop CPU as executing it (0.28 of 0.56 ms per insert,
+      // measured warm), and every millisecond the event loop spends is taken from the hashes.
+      await this.guard.write('insert user', () =>
+        this.db.$client.execute({ sql: INSERT_USER_SQL, args: [row.id, row.username, row.usernameCanonical, row.passwordHash, row.createdAt.getTime()] }),
+      );
     } catch (err) {
       if (isUniqueViolation(err)) throw new UsernameTakenError();
       throw err;
