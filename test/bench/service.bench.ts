@@ -364,6 +364,9 @@ async function main(): Promise<void> {
         const autocannonRun = await drive(server, { ...registrations(`r${round}`), duration: SECONDS });
         const between = await boundNow(round, 'after autocannon');
         const wrkRun = await driveWithWrk(server, dir, SECONDS, `wrk${round}`);
+        // With --cpu-prof the profile ends at exit, and its last seconds must be this phase's, not
+        // the idle server's during the bound after it.
+        if (profileDir && round === ROUNDS) await server.stop();
         const after = wrkRun ? await boundNow(round, 'after wrk') : between;
         rounds.push({ autocannonBound: (before + between) / 2, autocannon: autocannonRun, ...(wrkRun ? { wrkBound: (between + after) / 2, wrk: wrkRun } : {}) });
         before = after;
