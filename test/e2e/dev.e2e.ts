@@ -12,7 +12,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { deleteNamespace, diagnostics, failureTracker, KUBECONFIG, kreg, ROOT, run, waitFor } from './kube.js';
+import { deleteNamespace, diagnostics, failureTracker, KUBECONFIG, kreg, ROOT, run, waitFor, waitForScreen } from './kube.js';
 
 const NS = 'kreg-dev';
 const APP = join(ROOT, 'service/src/app.ts');
@@ -124,14 +124,12 @@ describe('kreg dev: the inner loop on the local cluster', { timeout: 15 * 60_000
       const command = `cd ${ROOT} && KUBECONFIG=${KUBECONFIG} ${process.execPath} bin/kreg.mjs dev --port 0; echo EXIT=$?; sleep 300`;
       await run('tmux', ['new-session', '-d', '-s', session, '-x', '160', '-y', '50', command]);
       try {
-        const screen = async () => (await run('tmux', ['capture-pane', '-p', '-t', session])).stdout;
-        let seen = '';
-        await waitFor('kreg dev to be ready on the terminal', async () => /kreg dev: ready at /.test((seen = await screen())), 300_000, 250);
+        let seen = await waitForScreen(session, 'kreg dev to be ready on the terminal', (s) => /kreg dev: ready at /.test(s), { timeoutMs: 300_000, intervalMs: 250 });
         assert.equal(seen.match(/OBJECT +APPLY +STATE +TIME +REASON/g)?.length, 1, `one table on the screen:\n${seen}`);
         assert.match(seen, /Deployment\/kreg-dev\/registration +\S+ +ready +\d+\.\ds/);
         assert.ok(seen.indexOf('kreg dev: ready at') > seen.indexOf('OBJECT'), 'the summary is below the table');
         await run('tmux', ['send-keys', '-t', session, 'C-c']);
-        await waitFor('kreg dev to stop', async () => /EXIT=\d+/.test((seen = await screen())), 30_000, 250);
+        seen = await waitForScreen(session, 'kreg dev to stop', (s) => /EXIT=\d+/.test(s), { timeoutMs: 30_000, intervalMs: 250 });
         assert.match(seen, /kreg dev: stopped/);
         assert.match(seen, /EXIT=0/);
         console.log(`# kreg dev on a terminal, the final screen:\n${seen.trimEnd().split('\n').map((l) => `#   ${l}`).join('\n')}`);

@@ -233,3 +233,26 @@ export function run(command: string, args: string[], timeoutMs = 240_000): Promi
 
 /** `kreg <args>` through the bin, as a user runs it. */
 export const kreg = (args: string[], timeoutMs?: number) => run(process.execPath, ['bin/kreg.mjs', ...args], timeoutMs);
+
+/**
+ * Polls a tmux session's screen until `done(screen)`; returns the last screen. `frames` (when given)
+ * collects every screen seen, for tests that assert on what was drawn on the way. A timeout fails with
+ * the last screen in the message: on a terminal, what was on it is the evidence.
+ */
+export async function waitForScreen(
+  session: string,
+  what: string,
+  done: (screen: string) => boolean,
+  options: { timeoutMs?: number; intervalMs?: number; frames?: string[] } = {},
+): Promise<string> {
+  const { timeoutMs = 120_000, intervalMs = 200, frames } = options;
+  const deadline = Date.now() + timeoutMs;
+  let screen = '';
+  for (;;) {
+    screen = (await run('tmux', ['capture-pane', '-p', '-t', session])).stdout;
+    frames?.push(screen);
+    if (done(screen)) return screen;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}; the screen:\n${screen}`);
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}

@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { deleteNamespace, diagnostics, failureTracker, KUBECONFIG, kreg, kubectl, kubectlJson, ROOT, run } from './kube.js';
+import { deleteNamespace, diagnostics, failureTracker, KUBECONFIG, kreg, kubectl, kubectlJson, ROOT, run, waitForScreen } from './kube.js';
 
 const NS = 'kreg-manifests-e2e';
 const { guard, failed } = failureTracker();
@@ -134,14 +134,7 @@ describe('kreg deploy -f: any manifests through the engine', { timeout: 8 * 60_0
       await run('tmux', ['new-session', '-d', '-s', session, '-x', '140', '-y', '40', command]);
       try {
         const frames: string[] = [];
-        const deadline = Date.now() + 120_000;
-        let screen = '';
-        while (Date.now() < deadline) {
-          screen = (await run('tmux', ['capture-pane', '-p', '-t', session])).stdout;
-          frames.push(screen);
-          if (/EXIT=\d+/.test(screen)) break;
-          await new Promise((r) => setTimeout(r, 100));
-        }
+        const screen = await waitForScreen(session, 'kreg deploy to end', (s) => /EXIT=\d+/.test(s), { intervalMs: 100, frames });
         assert.match(screen, /EXIT=0/, screen);
         assert.equal(screen.match(/OBJECT +APPLY +STATE +TIME +REASON/g)?.length, 1, `one table on the screen:\n${screen}`);
         assert.match(screen, /Deployment\/kreg-manifests-e2e\/web +created +ready +\d+\.\ds +/);
@@ -175,13 +168,7 @@ describe('kreg deploy -f: any manifests through the engine', { timeout: 8 * 60_0
         const command = `cd ${ROOT} && ${kregTty} rollback --to 1 ${set.join(' ')}; echo EXIT=$?; ${kregTty} destroy ${set.join(' ')}; echo EXIT=$?; sleep 300`;
         await run('tmux', ['new-session', '-d', '-s', session, '-x', '140', '-y', '40', command]);
         try {
-          let screen = '';
-          const deadline = Date.now() + 120_000;
-          while (Date.now() < deadline) {
-            screen = (await run('tmux', ['capture-pane', '-p', '-t', session])).stdout;
-            if ((screen.match(/EXIT=\d+/g) ?? []).length >= 2) break;
-            await new Promise((r) => setTimeout(r, 200));
-          }
+          const screen = await waitForScreen(session, 'kreg rollback and kreg destroy to end', (s) => (s.match(/EXIT=\d+/g) ?? []).length >= 2);
           assert.deepEqual(screen.match(/EXIT=\d+/g), ['EXIT=0', 'EXIT=0'], screen);
           assert.equal(screen.match(/OBJECT +APPLY +STATE +TIME +REASON/g)?.length, 2, `one table per command:\n${screen}`);
           assert.match(screen, /^kreg rollback web: recorded revision 3 \(deployed\) · /m);
