@@ -10,7 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import { KubeClient } from '../../infra/engine/client.js';
 import { applySetId } from '../../infra/engine/inventory.js';
 import type { KubeObject } from '../../infra/engine/types.js';
-import { FINALIZER, RegistrationServiceController, REQUESTED_AT_ANNOTATION } from '../../infra/operator/controller.js';
+import { FINALIZER, RegistrationServiceController, REQUESTED_AT_ANNOTATION, type ControllerOptions } from '../../infra/operator/controller.js';
 import { installCrd } from '../../infra/operator/command.js';
 import { API_VERSION, KIND } from '../../infra/operator/crd.js';
 import type { Informer } from '../../infra/operator/informer.js';
@@ -18,6 +18,23 @@ import { binariesPresent, eventually, startApiServer, type TestApiServer } from 
 
 const skip = binariesPresent() || process.env.CI ? false : 'no kube-apiserver/etcd build (run npm run cluster:up once)';
 const NS = 'ops';
+
+/**
+ * A kube-apiserver with the CRD installed and `namespace` created, and a controller started on it
+ * (once its watches have listed; the first attempts can race the CRD becoming served).
+ */
+async function startControllerOnApiServer(namespace: string, options: ControllerOptions): Promise<{ server: TestApiServer; client: KubeClient; controller: RegistrationServiceController }> {
+  const server = await startApiServer();
+  const client = await KubeClient.create({ kubeconfig: server.kubeconfig });
+  await installCrd(client, () => {});
+  await client.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: namespace } }, { fieldManager: 'test' });
+  const controller = new RegistrationServiceController(client, options);
+  await eventually('the controller to start', async () => {
+    await controller.start();
+    return true;
+  });
+  return { server, client, controller };
+}
 
 describe('RegistrationService controller on a real API server', { skip, timeout: 180_000 }, () => {
   let server: TestApiServer;
@@ -29,16 +46,8 @@ describe('RegistrationService controller on a real API server', { skip, timeout:
   const condition = (obj: KubeObject | undefined, type: string) => (obj?.status?.conditions ?? []).find((c: { type: string }) => c.type === type);
 
   before(async () => {
-    server = await startApiServer();
-    client = await KubeClient.create({ kubeconfig: server.kubeconfig });
-    await installCrd(client, () => {});
-    await client.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS } }, { fieldManager: 'test' });
     // Every namespace, as `kreg operator install` runs it.
-    controller = new RegistrationServiceController(client, { ...(process.env.KREG_TEST_LOG ? { log: (e) => console.log(JSON.stringify(e)) } : {}) });
-    await eventually('the controller to start', async () => {
-      await controller.start();
-      return true;
-    });
+    ({ server, client, controller } = await startControllerOnApiServer(NS, { ...(process.env.KREG_TEST_LOG ? { log: (e) => console.log(JSON.stringify(e)) } : {}) }));
   });
   after(async () => {
     await controller?.stop();
@@ -202,15 +211,7 @@ describe('a spec change the watch has not delivered when the status is written',
   const logLevel = async () => (await client.get({ apiVersion: 'v1', kind: 'ConfigMap', namespace: RACE, name: 'billing-config' }))?.data?.LOG_LEVEL;
 
   before(async () => {
-    server = await startApiServer();
-    client = await KubeClient.create({ kubeconfig: server.kubeconfig });
-    await installCrd(client, () => {});
-    await client.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: RACE } }, { fieldManager: 'test' });
-    controller = new RegistrationServiceController(client, { namespace: RACE });
-    await eventually('the controller to start', async () => {
-      await controller.start();
-      return true;
-    });
+    ({ server, client, controller } = await startControllerOnApiServer(RACE, { namespace: RACE }));
   });
   after(async () => {
     await controller?.stop();
