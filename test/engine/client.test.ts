@@ -20,7 +20,6 @@ describe('KubeClient: a server that fails mid-answer', () => {
   before(async () => {
     server = createServer((req, res) => {
       if (req.url?.startsWith('/cut-off')) {
-        // (client-node accepts plain HTTP only with TLS verification off, hence the flag above.)
         // Headers and half the promised body, then the connection dies: a server killed mid-reply.
         res.writeHead(200, { 'content-type': 'application/json', 'content-length': '200' });
         res.write('{"kind":"ConfigMap","metadata":{"na');
@@ -44,6 +43,7 @@ describe('KubeClient: a server that fails mid-answer', () => {
       [
         'apiVersion: v1',
         'kind: Config',
+        // client-node accepts a plain-HTTP server only with TLS verification switched off.
         'clusters: [{name: c, cluster: {server: "http://127.0.0.1:' + port + '", insecure-skip-tls-verify: true}}]',
         'users: [{name: u, user: {token: t}}]',
         'contexts: [{name: x, context: {cluster: c, user: u}}]',
