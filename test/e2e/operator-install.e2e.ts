@@ -26,6 +26,10 @@ const getCr = (namespace: string, name: string) => kubectlJson(['-n', namespace,
 const waitReady = (namespace: string, name: string) =>
   kubectl(['-n', namespace, 'wait', '--for=condition=Ready', `registrationservice/${name}`, '--timeout=180s'], { timeoutMs: 200_000 });
 
+/** The last `lines` log lines of every operator copy, each prefixed with its pod; never throws (evidence only). */
+const operatorLogs = (lines: number) =>
+  kubectl(['-n', SYSTEM, 'logs', '-l', 'app.kubernetes.io/name=kreg-operator', `--tail=${lines}`, '--prefix']).catch((e) => String(e));
+
 /**
  * Runs `wait`; if it fails, the error carries what the operator said and the resource's status at
  * that moment. The after hook's logs come too late for this: a later test reinstalls the operator,
@@ -35,7 +39,7 @@ async function withOperatorEvidence(wait: () => Promise<unknown>): Promise<void>
   try {
     await wait();
   } catch (err) {
-    const logs = await kubectl(['-n', SYSTEM, 'logs', '-l', 'app.kubernetes.io/name=kreg-operator', '--tail=80', '--prefix']).catch((e) => String(e));
+    const logs = await operatorLogs(80);
     const status = await getCr(TEAM_A, 'billing').then((cr) => JSON.stringify(cr.status, null, 1), (e) => String(e));
     throw new Error(`${(err as Error).message}\n--- RegistrationService billing status:\n${status}\n--- operator logs:\n${logs}`, { cause: err });
   }
@@ -49,7 +53,7 @@ describe('kreg operator install: the operator in the cluster', { timeout: 15 * 6
   after(async () => {
     if (failed()) {
       console.log(`${await diagnostics(SYSTEM)}\n${await diagnostics(TEAM_A)}`);
-      console.log(await kubectl(['-n', SYSTEM, 'logs', '-l', 'app.kubernetes.io/name=kreg-operator', '--tail=60', '--prefix']).catch((e) => String(e)));
+      console.log(await operatorLogs(60));
     }
     // The resources go first, while the operator still runs to remove their finalizers.
     for (const ns of [TEAM_A, TEAM_B]) await deleteNamespace(ns);

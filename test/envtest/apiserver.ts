@@ -41,8 +41,10 @@ export interface TestApiServer {
   url: string;
   port: number;
   adminToken: string;
-  /** Kills kube-apiserver (SIGKILL unless told), then starts the same one again (same port, same etcd); resolves when ready. */
-  /** Kills the kube-apiserver, keeps it down `downMs` (default 0), starts it again and waits until it is ready. */
+  /**
+   * Kills kube-apiserver (SIGKILL unless told), keeps it down `downMs` (default 0), then starts the
+   * same one again (same port, same etcd); resolves when ready.
+   */
   restartApiServer(signal?: NodeJS.Signals, downMs?: number): Promise<void>;
   stop(): Promise<void>;
 }

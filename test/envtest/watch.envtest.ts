@@ -15,7 +15,7 @@ import type { KubeObject } from '../../infra/engine/types.js';
 import { RegistrationServiceController } from '../../infra/operator/controller.js';
 import { installCrd } from '../../infra/operator/command.js';
 import { API_VERSION, KIND } from '../../infra/operator/crd.js';
-import { Informer } from '../../infra/operator/informer.js';
+import { Informer, type InformerOptions } from '../../infra/operator/informer.js';
 import { binariesPresent, eventually, kubeconfigFor, startApiServer, type TestApiServer } from './apiserver.js';
 
 const skip = binariesPresent() || process.env.CI ? false : 'no kube-apiserver/etcd build (run npm run cluster:up once)';
@@ -62,15 +62,21 @@ describe('watches that recover by themselves', { skip, timeout: 180_000 }, () =>
     await server?.stop();
   });
 
-  it('the kube-apiserver restarts: the watch reconnects and sees what happened meanwhile and after', async () => {
+  /** A started informer of namespace w's ConfigMaps, and the set of `<event> <name>` it has seen. */
+  const watchConfigMaps = (via: KubeClient, options: Pick<InformerOptions, 'backoff' | 'inactivityMs'>) => {
     const seen = new Set<string>();
-    const informer = new Informer(client, {
+    const informer = new Informer(via, {
       apiVersion: 'v1',
       kind: 'ConfigMap',
       namespace: 'w',
       onEvent: (type, obj) => seen.add(`${type} ${obj.metadata.name}`),
-      backoff: { baseMs: 100, maxMs: 1000 },
+      ...options,
     }).start();
+    return { informer, seen };
+  };
+
+  it('the kube-apiserver restarts: the watch reconnects and sees what happened meanwhile and after', async () => {
+    const { informer, seen } = watchConfigMaps(client, { backoff: { baseMs: 100, maxMs: 1000 } });
     try {
       await informer.synced;
       await client.apply(cm('before'), { fieldManager: 'test' });
@@ -88,16 +94,9 @@ describe('watches that recover by themselves', { skip, timeout: 180_000 }, () =>
   });
 
   it('restarted again and again: each outage starts the backoff over, so the watch is back within seconds every time', async () => {
-    const seen = new Set<string>();
-    const informer = new Informer(client, {
-      apiVersion: 'v1',
-      kind: 'ConfigMap',
-      namespace: 'w',
-      onEvent: (type, obj) => seen.add(`${type} ${obj.metadata.name}`),
-      // A cap far above what the test waits: were the failures of earlier outages still counted,
-      // the third outage would start at tens of seconds and the wait below would fail.
-      backoff: { baseMs: 200, maxMs: 120_000, healthyMs: 1000 },
-    }).start();
+    // A cap far above what the test waits: were the failures of earlier outages still counted, the
+    // third outage would start at tens of seconds and the wait below would fail.
+    const { informer, seen } = watchConfigMaps(client, { backoff: { baseMs: 200, maxMs: 120_000, healthyMs: 1000 } });
     try {
       await informer.synced;
       const backAfter: number[] = [];
@@ -121,15 +120,7 @@ describe('watches that recover by themselves', { skip, timeout: 180_000 }, () =>
     const kubeconfig = join(tmpdir(), `kreg-proxy-${process.pid}.kubeconfig`);
     writeFileSync(kubeconfig, kubeconfigFor(`https://127.0.0.1:${proxy.port}`, server.adminToken, 'envtest-admin'));
     const proxied = await KubeClient.create({ kubeconfig });
-    const seen = new Set<string>();
-    const informer = new Informer(proxied, {
-      apiVersion: 'v1',
-      kind: 'ConfigMap',
-      namespace: 'w',
-      inactivityMs: 1500,
-      onEvent: (type, obj) => seen.add(`${type} ${obj.metadata.name}`),
-      backoff: { baseMs: 100, maxMs: 500 },
-    }).start();
+    const { informer, seen } = watchConfigMaps(proxied, { inactivityMs: 1500, backoff: { baseMs: 100, maxMs: 500 } });
     try {
       await informer.synced;
       proxy.silence(true);
