@@ -329,15 +329,21 @@ export class RegistrationChart extends Chart {
     workloadApi.addJsonPatch(JsonPatch.add('/spec/revisionHistoryLimit', 5));
 
     if (database.mode === 'embedded') {
+      const storage = database.storage ?? '1Gi';
+      sizeOf(storage); // a malformed size is refused here, in the chart's words
       this.dataClaim = new kplus.PersistentVolumeClaim(this, 'data', {
         metadata: {
           ...meta(names.dataClaim),
           annotations: { [PRUNE_ANNOTATION]: PRUNE_NEVER },
         },
         accessModes: [kplus.PersistentVolumeAccessMode.READ_WRITE_ONCE],
-        storage: sizeOf(database.storage ?? '1Gi'),
+        // cdk8s-plus writes a claim's size in whole gibibytes and throws for 512Mi, which the spec
+        // allows: a placeholder here, and the size as written goes in by the patch below (as a
+        // Quantity: the typed rendering drops a raw string).
+        storage: Size.gibibytes(1),
         ...(database.storageClassName ? { storageClassName: database.storageClassName } : {}),
       });
+      ApiObject.of(this.dataClaim).addJsonPatch(JsonPatch.replace('/spec/resources/requests/storage', k8s.Quantity.fromString(storage)));
       container.mount(DATA_MOUNT, kplus.Volume.fromPersistentVolumeClaim(this, 'data-volume', this.dataClaim, { name: names.dataVolume }));
       // The surge pod shares the node (and so the kernel, and SQLite's locks) of the running pod.
       workloadApi.addJsonPatch(

@@ -31,7 +31,8 @@ const EXIT_CODES = `Exit codes:
   2  usage or configuration error (bad flag, unknown environment, invalid spec: every field
      problem is listed; no kubeconfig/context)
   3  invalid objects: the server-side dry run rejected something; nothing was applied
-  4  conflict: fields owned by another field manager (--force-conflicts takes them over)
+  4  conflict: fields owned by another field manager (--force-conflicts takes them over), or
+     objects that exist and were not created by this set (--adopt takes them over)
   5  an object failed: apply error, ImagePullBackOff, CrashLoopBackOff, failed Job, ...
   6  timeout: objects not ready within --timeout
   7  verify failed
@@ -80,8 +81,10 @@ ${EXIT_CODES}`,
 Writes one YAML file per chart to dist/ (or --outdir), numbered in apply order, and prints their paths.
 
 ${COMMON}`,
-  diff: `Usage: kreg diff [--env <name>] [--image <ref>] [--no-prune]
-       kreg diff -f <file|dir|-> --name <set> [-n <namespace>] [--no-prune]
+  diff: `Usage: kreg diff [--env <name>] [--image <ref>] [--no-prune] [--force-conflicts] [--adopt]
+       kreg diff -f <file|dir|-> --name <set> [-n <namespace>] [same options]
+
+  --force-conflicts, --adopt   show what deploy would do with the same flag
 
 For each object, a YAML diff of the live object against the server's dry-run result of applying
 the desired one (status and server bookkeeping left out), then the objects a deploy would prune.
@@ -90,7 +93,7 @@ Exit 0 = no changes, 1 = changes, >1 = error (like kubectl diff).
 ${COMMON}
 
 ${EXIT_CODES}`,
-  deploy: `Usage: kreg deploy [--env <name>] [--image <ref>] [--timeout <5m>] [--no-wait] [--no-prune] [--force-conflicts]
+  deploy: `Usage: kreg deploy [--env <name>] [--image <ref>] [--timeout <5m>] [--no-wait] [--no-prune] [--force-conflicts] [--adopt]
        kreg deploy -f <file|dir|-> --name <set> [-n <namespace>] [same options]
 
   --image <ref>        deploy this image instead of the environment's (CI deploys the tag it built)
@@ -98,6 +101,10 @@ ${EXIT_CODES}`,
   --no-wait            apply and return; do not wait for readiness
   --no-prune           keep objects kreg deployed before that are no longer desired
   --force-conflicts    take over fields another field manager owns
+  --adopt              take over objects that exist but were not created by this set (without it
+                       they are refused, exit 4, and nothing is applied); adopted objects are
+                       updated, pruned and destroyed with the set from then on. An object's owner
+                       can consent instead: annotate it kreg.dev/adopt=Secret/<namespace>/<set>
 
 Builds the app in-process, dry-runs every object on the server (nothing changes if one is
 rejected), applies changed objects in dependency order (Namespaces, CRDs, RBAC/ServiceAccounts,
@@ -114,7 +121,7 @@ Readiness of every object in the ApplySet with its reason, and the recorded revi
 Exit 0 when all are ready, 5 when one is not, 2 when nothing is deployed.
 
 ${COMMON}`,
-  rollback: `Usage: kreg rollback [--env <name> | --name <set> [-n <namespace>]] [--to <N>] [--timeout <5m>] [--no-wait] [--force-conflicts]
+  rollback: `Usage: kreg rollback [--env <name> | --name <set> [-n <namespace>]] [--to <N>] [--timeout <5m>] [--no-wait] [--force-conflicts] [--adopt]
 
 Re-applies revision N (default: the last successful one before the current), with prune and wait;
 the result is recorded as a new revision.
@@ -154,6 +161,8 @@ export interface Cli {
   wait: boolean;
   prune: boolean;
   forceConflicts: boolean;
+  /** Take over existing objects the set did not create. */
+  adopt: boolean;
   includeKept: boolean;
   to?: number;
 }
@@ -218,6 +227,7 @@ export function parseCli(argv: string[], environ: NodeJS.ProcessEnv = process.en
         'no-wait': { type: 'boolean' },
         'no-prune': { type: 'boolean' },
         'force-conflicts': { type: 'boolean' },
+        adopt: { type: 'boolean' },
         'include-kept': { type: 'boolean' },
         to: { type: 'string' },
         filename: { type: 'string', short: 'f' },
@@ -255,6 +265,7 @@ export function parseCli(argv: string[], environ: NodeJS.ProcessEnv = process.en
     wait: !values['no-wait'],
     prune: !values['no-prune'],
     forceConflicts: Boolean(values['force-conflicts']),
+    adopt: Boolean(values.adopt),
     includeKept: Boolean(values['include-kept']),
     ...(to !== undefined ? { to } : {}),
   };

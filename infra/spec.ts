@@ -350,10 +350,13 @@ export function specOpenApiSchema(): JsonSchema {
     ...CROSS_FIELD_RULES.map((r) => ({ rule: r.rule, message: r.message, fieldPath: `.${r.path.join('.')}` })),
   ];
   const database = (root.properties as Record<string, JsonSchema>).database!;
-  database['x-kubernetes-validations'] = TRANSITION_RULES.map((r) => ({
-    rule: r.rule.replaceAll('self.database.', 'self.').replaceAll('oldSelf.database.', 'oldSelf.'),
-    message: r.message,
-  }));
+  database['x-kubernetes-validations'] = [
+    ...((database['x-kubernetes-validations'] as unknown[] | undefined) ?? []),
+    ...TRANSITION_RULES.map((r) => ({
+      rule: r.rule.replaceAll('self.database.', 'self.').replaceAll('oldSelf.database.', 'oldSelf.'),
+      message: r.message,
+    })),
+  ];
   return root;
 }
 
@@ -381,15 +384,38 @@ function structural(node: JsonSchema): JsonSchema {
   return out;
 }
 
-/** A union of object shapes as one object: all properties, `mode` as the enum of the variants. */
+/**
+ * A union of object shapes as one object: all properties, `mode` as the enum of the variants. A
+ * property only some modes have keeps no default (the API server would add it to every mode, and
+ * the other modes refuse it), and carries a rule that refuses it in the modes that do not have it,
+ * as zod's strict variants do.
+ */
 function mergeObjectVariants(variants: JsonSchema[], node: JsonSchema): JsonSchema {
   const properties: Record<string, JsonSchema> = {};
-  const modes: unknown[] = [];
+  const modesOf = new Map<string, string[]>();
+  const modes: string[] = [];
   for (const v of variants) {
-    for (const [k, p] of Object.entries(v.properties as Record<string, JsonSchema>)) {
-      if (k === 'mode') modes.push(...((p.enum as unknown[]) ?? []));
-      else properties[k] = p;
+    const props = v.properties as Record<string, JsonSchema>;
+    const variantModes = (props.mode?.enum as string[] | undefined) ?? [];
+    modes.push(...variantModes);
+    for (const [k, p] of Object.entries(props)) {
+      if (k === 'mode') continue;
+      properties[k] = p;
+      modesOf.set(k, [...(modesOf.get(k) ?? []), ...variantModes]);
     }
+  }
+  const rules: Array<{ rule: string; message: string; fieldPath: string }> = [];
+  for (const [k, only] of modesOf) {
+    if (only.length === modes.length) continue;
+    const { default: dropped, ...withoutDefault } = properties[k]!;
+    properties[k] = withoutDefault;
+    // Still applied, by the controller's own validation, for the modes that have the field.
+    if (dropped !== undefined) properties[k]!.description = `${withoutDefault.description ? `${withoutDefault.description} ` : ''}Default: ${JSON.stringify(dropped)} (mode ${only.join(' or ')}).`;
+    rules.push({
+      rule: `!has(self.${k}) || self.mode in [${only.map((m) => `'${m}'`).join(', ')}]`,
+      message: `${k} belongs to mode ${only.join(' or ')}`,
+      fieldPath: `.${k}`,
+    });
   }
   return {
     type: 'object',
@@ -397,5 +423,6 @@ function mergeObjectVariants(variants: JsonSchema[], node: JsonSchema): JsonSche
     ...('default' in node ? { default: node.default } : {}),
     required: ['mode'],
     properties: { mode: { type: 'string', enum: modes }, ...properties },
+    ...(rules.length ? { 'x-kubernetes-validations': rules } : {}),
   };
 }

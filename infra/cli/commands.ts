@@ -100,7 +100,7 @@ export async function execute(cli: Cli, io: Io, environ: NodeJS.ProcessEnv, buil
     switch (cli.command) {
       case 'diff': {
         const objects = desired();
-        const report = await diff(client, objects, target, { prune: cli.prune, forceConflicts: cli.forceConflicts });
+        const report = await diff(client, objects, target, { prune: cli.prune, forceConflicts: cli.forceConflicts, adopt: cli.adopt });
         const code = report.failure ? exitCodeOf(report.failure) : report.changes ? EXIT.changes : EXIT.ok;
         if (cli.json) emit({ ...report, exitCode: code });
         else if (report.failure) printFailure(io.stderr, `kreg ${cli.command}`, report.failure);
@@ -121,6 +121,7 @@ export async function execute(cli: Cli, io: Io, environ: NodeJS.ProcessEnv, buil
           wait: cli.wait,
           prune: cli.prune,
           forceConflicts: cli.forceConflicts,
+          adopt: cli.adopt,
           description: `${cli.command} ${cli.set ? (cli.set.app !== undefined ? `--app ${cli.set.app}` : `-f ${cli.set.filename ?? ''}`.trim()) : cli.env}${cli.image ? ` (image ${cli.image})` : ''}`,
           onEvent,
         };

@@ -25,6 +25,7 @@ export const EXIT = {
 const EXIT_OF_KIND: Record<FailureKind, number> = {
   invalid: EXIT.invalid,
   conflict: EXIT.conflict,
+  foreign: EXIT.conflict,
   failed: EXIT.failed,
   timeout: EXIT.timeout,
   unreachable: EXIT.unreachable,
@@ -40,6 +41,7 @@ export function exitCodeOf(failure: Pick<EngineFailure, 'kind'> | undefined): nu
 /** What to do next, for the failures where a flag is the answer. */
 export function adviceFor(failure: EngineFailure): string | undefined {
   if (failure.kind === 'conflict') return 're-run with --force-conflicts to take them over';
+  if (failure.kind === 'foreign') return 'deploy under other names, delete those objects, or re-run with --adopt to take them over (they are then pruned and destroyed with this set)';
   return undefined;
 }
 

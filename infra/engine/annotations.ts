@@ -10,3 +10,12 @@
  */
 export const PRUNE_ANNOTATION = 'kreg.dev/prune';
 export const PRUNE_NEVER = 'never';
+
+/**
+ * `kreg.dev/adopt: <Kind>/<namespace>/<name>` on an existing object: its owner hands it to the set
+ * whose ApplySet parent is named (for the operator, `RegistrationService/<namespace>/<name>`).
+ * Without it kreg never applies, merges, prunes or deletes an object it did not create. It sits on
+ * the existing object, so the consent is given by whoever controls that object, not by whoever
+ * writes the set that wants it.
+ */
+export const ADOPT_ANNOTATION = 'kreg.dev/adopt';

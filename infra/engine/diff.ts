@@ -12,7 +12,6 @@ import { classifyChange, normalizeForDiff, type Change } from './plan.js';
 import { FIELD_MANAGER, listMembers, prepare, validate, type Target } from './reconcile.js';
 import type { KubeObject, ObjectRef } from './types.js';
 import { refKey, refOf } from './types.js';
-import { mapLimit } from './util.js';
 
 export interface ObjectDiff {
   ref: ObjectRef;
@@ -98,29 +97,24 @@ export function unifiedDiff(before: string[], after: string[], context = 3): str
  * without creating anything: objects in a namespace that does not exist yet are shown as sent.
  * Never throws for what happens in the cluster; the report carries the failure.
  */
-export async function diff(client: KubeApi, input: KubeObject[], target: Target, options: { prune: boolean; forceConflicts?: boolean; signal?: AbortSignal }): Promise<DiffReport> {
+export async function diff(client: KubeApi, input: KubeObject[], target: Target, options: { prune: boolean; forceConflicts?: boolean; adopt?: boolean; signal?: AbortSignal }): Promise<DiffReport> {
   const api = client.scoped(options.signal ? { signal: options.signal } : {});
   const manager = target.fieldManager ?? FIELD_MANAGER;
   const report: DiffReport = { ok: true, changes: false, objects: [], kept: [], apiCalls: 0 };
   try {
     const prepared = await prepare(api, input, target.set);
-    const validation = await validate(api, prepared, manager, { force: options.forceConflicts ?? false, createNamespaces: false });
-    const results = new Map<string, ObjectDiff>();
-    await mapLimit(prepared.objects, 8, async (obj) => {
+    const validation = await validate(api, prepared, manager, { force: options.forceConflicts ?? false, createNamespaces: false, set: target.set, ...(options.adopt ? { adopt: true } : {}) });
+    report.objects = prepared.objects.map((obj): ObjectDiff => {
       const ref = refOf(obj);
       const key = refKey(ref);
       const dry = validation.dryRuns.get(key);
-      const live = dry ? await api.get(ref) : undefined;
-      if (!dry) {
-        // Not dry-run (its namespace or CRD does not exist yet): show the object as sent.
-        results.set(key, { ref, change: 'create', lines: toYamlLines(obj).map((l) => `+${l}`) });
-        return;
-      }
+      // Not dry-run (its namespace or CRD does not exist yet): the object as sent.
+      if (!dry) return { ref, change: 'create', lines: toYamlLines(obj).map((l) => `+${l}`) };
+      const live = validation.live.get(key);
       const change = classifyChange(live, dry, manager);
       const lines = change === 'unchanged' ? [] : live ? unifiedDiff(toYamlLines(live), toYamlLines(dry)) : toYamlLines(dry).map((l) => `+${l}`);
-      results.set(key, { ref, change, lines });
+      return { ref, change, lines };
     });
-    report.objects = prepared.objects.map((o) => results.get(refKey(refOf(o)))!);
     if (options.prune) {
       const parentLive = await api.get(parentRefOf(target.set));
       if (parentLive) {

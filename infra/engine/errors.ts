@@ -12,6 +12,12 @@ export type FailureKind =
   | 'invalid'
   /** Fields are owned by another field manager; taking them over is a deliberate choice. */
   | 'conflict'
+  /**
+   * Objects of the desired set already exist and were not created by this set (no membership label,
+   * not controlled by its owner): they belong to someone else, so nothing was applied. Adopting them
+   * is their owner's choice (`kreg.dev/adopt`) or an explicit one of the caller's.
+   */
+  | 'foreign'
   /** An object failed: apply error, image pull, crash loop, failed Job, passed progress deadline. */
   | 'failed'
   /** Objects did not become ready in the time given. */
@@ -31,6 +37,8 @@ export interface EngineErrorInit {
   /** Whether the same call may succeed later without a change of input (a controller requeues). */
   retryable?: boolean;
   ref?: ObjectRef;
+  /** Every object the failure is about, when there are several (`ref` is the first). */
+  refs?: ObjectRef[];
   evidence?: Evidence;
   details?: string[];
 }
@@ -39,6 +47,7 @@ export interface EngineErrorInit {
 const RETRYABLE_BY_DEFAULT: Record<FailureKind, boolean> = {
   invalid: false,
   conflict: false,
+  foreign: false,
   failed: false,
   timeout: true,
   unreachable: true,
@@ -51,6 +60,7 @@ export class EngineError extends Error {
   readonly kind: FailureKind;
   readonly retryable: boolean;
   readonly ref?: ObjectRef;
+  readonly refs?: ObjectRef[];
   readonly evidence?: Evidence;
   readonly details: string[];
 
@@ -60,6 +70,7 @@ export class EngineError extends Error {
     this.kind = init.kind;
     this.retryable = init.retryable ?? RETRYABLE_BY_DEFAULT[init.kind];
     if (init.ref) this.ref = init.ref;
+    if (init.refs) this.refs = init.refs;
     if (init.evidence) this.evidence = init.evidence;
     this.details = init.details ?? [];
   }
@@ -71,6 +82,7 @@ export class EngineError extends Error {
       retryable: this.retryable,
       message: this.message,
       ...(this.ref ? { ref: this.ref } : {}),
+      ...(this.refs ? { refs: this.refs } : {}),
       ...(this.evidence ? { evidence: this.evidence } : {}),
       ...(this.details.length ? { details: this.details } : {}),
     };
@@ -82,6 +94,7 @@ export interface EngineFailure {
   retryable: boolean;
   message: string;
   ref?: ObjectRef;
+  refs?: ObjectRef[];
   evidence?: Evidence;
   details?: string[];
 }

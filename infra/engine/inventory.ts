@@ -14,9 +14,9 @@
  * lives in separate Secrets (see revisions.ts), so the parent stays small.
  */
 import { createHash } from 'node:crypto';
-import { PRUNE_ANNOTATION, PRUNE_NEVER } from './annotations.js';
+import { ADOPT_ANNOTATION, PRUNE_ANNOTATION, PRUNE_NEVER } from './annotations.js';
 import type { KubeObject, ObjectRef } from './types.js';
-import { groupKind, refKey, refOf } from './types.js';
+import { describeRef, groupKind, refKey, refOf } from './types.js';
 
 export const APPLYSET_ID_LABEL = 'applyset.kubernetes.io/id';
 export const APPLYSET_PART_OF_LABEL = 'applyset.kubernetes.io/part-of';
@@ -157,6 +157,39 @@ export function decidePrune(members: KubeObject[], desired: ObjectRef[], parentU
     out.prune.push(m);
   }
   return out;
+}
+
+/**
+ * Whether a live object belongs to the set, so that kreg may apply over it: it carries this set's
+ * membership label (kreg created it, or its owner labelled it), or it is controlled by the owner the
+ * desired object names (a controller's child that lost its label). An object that is neither was
+ * made by someone else, and stays theirs.
+ */
+export function isMember(live: KubeObject, set: ApplySetRef, desired?: KubeObject): boolean {
+  if (live.metadata.labels?.[APPLYSET_PART_OF_LABEL] === applySetId(set)) return true;
+  const wantedOwner = desired?.metadata.ownerReferences?.find((o) => o.controller)?.uid;
+  return wantedOwner !== undefined && live.metadata.ownerReferences?.some((o) => o.controller && o.uid === wantedOwner) === true;
+}
+
+/** The value of `kreg.dev/adopt` that hands an object to this set: its parent, named as kreg names objects. */
+export function adoptionValue(set: ApplySetRef): string {
+  return describeRef(parentRefOf(set));
+}
+
+/** The object's owner has handed it to this set (`kreg.dev/adopt` names the set's parent). */
+export function consentsToAdoption(live: KubeObject, set: ApplySetRef): boolean {
+  return live.metadata.annotations?.[ADOPT_ANNOTATION] === adoptionValue(set);
+}
+
+/** Who holds an existing object kreg did not create: another ApplySet, a controller, field managers. */
+export function holdersOf(live: KubeObject, managers: string[]): string {
+  const parts: string[] = [];
+  const otherSet = live.metadata.labels?.[APPLYSET_PART_OF_LABEL];
+  if (otherSet) parts.push(`part of another ApplySet (${otherSet})`);
+  const controller = live.metadata.ownerReferences?.find((o) => o.controller);
+  if (controller) parts.push(`controlled by ${controller.kind}/${controller.name}`);
+  if (managers.length) parts.push(`managed by ${managers.map((m) => `"${m}"`).join(', ')}`);
+  return parts.length ? parts.join('; ') : 'no field managers recorded';
 }
 
 export function groupKindsOf(objects: Array<Pick<ObjectRef, 'apiVersion' | 'kind'>>): string[] {

@@ -18,9 +18,14 @@ import { KubeApiError, type ClusterReader, type KubeApi } from './client.js';
 import { gatherEvidence } from './diagnostics.js';
 import { EngineError, toEngineError, type EngineFailure } from './errors.js';
 import type { EventSink, ForeignManager } from './events.js';
+import { ADOPT_ANNOTATION } from './annotations.js';
 import {
+  adoptionValue,
+  consentsToAdoption,
   decidePrune,
   groupKindsOf,
+  holdersOf,
+  isMember,
   memberLabels,
   parentObject,
   parentRefOf,
@@ -47,6 +52,11 @@ export interface Target {
 export interface ReconcileOptions {
   /** Take over fields owned by other managers. */
   forceConflicts: boolean;
+  /**
+   * Take over existing objects this set did not create (see validate). Without it such an object
+   * is only taken when its owner annotated it `kreg.dev/adopt` for this set.
+   */
+  adopt?: boolean;
   /** Delete members the set no longer wants. */
   prune: boolean;
   /** Evaluate readiness before pruning and recording (gates are always evaluated). */
@@ -193,26 +203,49 @@ function crdScope(all: KubeObject[], obj: KubeObject): string | undefined {
 export interface Validation {
   /** The server's answer to each dry run (absent: could not be dry-run yet, see `unvalidated`). */
   dryRuns: Map<string, KubeObject>;
+  /** Each object as it is in the cluster now (undefined: it does not exist yet). */
+  live: Map<string, KubeObject | undefined>;
   /** Objects not dry-run: their namespace or CRD does not exist yet. */
   unvalidated: Set<string>;
   /** Namespaces created only so that objects inside them could be dry-run. */
   createdNamespaces: string[];
+  /** Existing objects that were not the set's and are taken over (`adopt`, or their owner's annotation). */
+  adopted: Array<{ ref: ObjectRef; holders: string }>;
+}
+
+export interface ValidateOptions {
+  force: boolean;
+  createNamespaces: boolean;
+  /** The set the objects are deployed as: an existing object that is not its member is refused. */
+  set: ApplySetRef;
+  /** Take over existing objects that are not members of the set (they become members). */
+  adopt?: boolean;
 }
 
 /**
  * Stage 2, validate: a server-side dry run of every object before anything is changed, shared by
- * deploy and diff (one rule for rejections and one for field conflicts).
+ * deploy and diff (one rule for rejections, one for field conflicts, one for objects of others).
+ * Each object is read as it is now at the same time as it is dry-run (the plan compares the two).
+ *
+ * An object that exists but is not a member of the set (see isMember) belongs to someone else:
+ * unless it is adopted, the set is refused (`foreign`) before anything is applied, so kreg never
+ * merges into, prunes or deletes what it did not create.
  *
  * `createNamespaces`: a namespace that does not exist yet but is part of the set is created first
  * (objects in it cannot be dry-run otherwise) and deleted again if validation fails, so a rejected
  * deploy leaves the cluster as it found it. Without it (diff), objects in a missing namespace are
  * left unvalidated.
  */
-export async function validate(api: KubeApi, prepared: Prepared, manager: string, options: { force: boolean; createNamespaces: boolean }): Promise<Validation> {
+export async function validate(api: KubeApi, prepared: Prepared, manager: string, options: ValidateOptions): Promise<Validation> {
   const createdNamespaces: string[] = [];
   const missing = new Set<string>();
+  const live = new Map<string, KubeObject | undefined>();
   for (const ns of prepared.namespaces) {
-    if (await api.get({ apiVersion: 'v1', kind: 'Namespace', name: ns })) continue;
+    const liveNamespace = await api.get({ apiVersion: 'v1', kind: 'Namespace', name: ns });
+    if (liveNamespace) {
+      live.set(refKey({ apiVersion: 'v1', kind: 'Namespace', name: ns }), liveNamespace);
+      continue;
+    }
     const nsObject = prepared.objects.find((o) => o.kind === 'Namespace' && o.metadata.name === ns);
     if (!nsObject) {
       throw new EngineError({ kind: 'refused', message: `namespace "${ns}" does not exist and is not part of the desired objects; create it or add a Namespace object` });
@@ -229,24 +262,41 @@ export async function validate(api: KubeApi, prepared: Prepared, manager: string
   const problems: string[] = [];
   const conflicts: string[] = [];
   await mapLimit(prepared.objects, 8, async (obj) => {
-    const key = refKey(refOf(obj));
+    const ref = refOf(obj);
+    const key = refKey(ref);
     if (obj.metadata.namespace && missing.has(obj.metadata.namespace)) {
       unvalidated.add(key);
       return;
     }
-    try {
-      dryRuns.set(key, await api.apply(obj, { fieldManager: manager, force: options.force, dryRun: true }));
-    } catch (err) {
+    // The set's namespaces were read above (and those created for the dry run were not there).
+    const namespaceReadAbove = obj.apiVersion === 'v1' && obj.kind === 'Namespace' && prepared.namespaces.includes(obj.metadata.name);
+    const [current, dryRun] = await Promise.allSettled([
+      namespaceReadAbove ? Promise.resolve(live.get(key)) : api.get(ref),
+      api.apply(obj, { fieldManager: manager, force: options.force, dryRun: true }),
+    ]);
+    if (dryRun.status === 'rejected') {
+      const err = dryRun.reason;
       if (err instanceof KubeApiError && err.reason === 'NoKindMatch' && prepared.objects.some((o) => o.kind === 'CustomResourceDefinition' && crdServes(o, obj))) {
         unvalidated.add(key); // its CRD is applied in this run; the object is validated when it is applied
         return;
       }
-      if (isFieldConflict(err)) conflicts.push(...describeConflict(refOf(obj), err as KubeApiError));
-      else if (isRejection(err)) problems.push(`${describeRef(refOf(obj))}: ${(err as KubeApiError).message}`);
+      if (isFieldConflict(err)) conflicts.push(...describeConflict(ref, err as KubeApiError));
+      else if (isRejection(err)) problems.push(`${describeRef(ref)}: ${(err as KubeApiError).message}`);
       else throw err;
-    }
+    } else dryRuns.set(key, dryRun.value);
+    if (current.status === 'rejected') throw current.reason;
+    live.set(key, current.value);
   });
-  if (problems.length || conflicts.length) {
+  const foreign: Array<{ ref: ObjectRef; holders: string }> = [];
+  const adopted: Array<{ ref: ObjectRef; holders: string }> = [];
+  for (const obj of prepared.objects) {
+    const current = live.get(refKey(refOf(obj)));
+    if (!current || isMember(current, options.set, obj)) continue;
+    const entry = { ref: refOf(obj), holders: holdersOf(current, foreignManagers(current, manager).map((m) => m.manager)) };
+    if (options.adopt || consentsToAdoption(current, options.set)) adopted.push(entry);
+    else foreign.push(entry);
+  }
+  if (problems.length || conflicts.length || foreign.length) {
     for (const ns of createdNamespaces) await api.delete({ apiVersion: 'v1', kind: 'Namespace', name: ns });
     const undo = createdNamespaces.length
       ? ` (the namespace${createdNamespaces.length > 1 ? 's' : ''} ${createdNamespaces.join(', ')} created for the dry run ${createdNamespaces.length > 1 ? 'were' : 'was'} deleted again)`
@@ -258,9 +308,19 @@ export async function validate(api: KubeApi, prepared: Prepared, manager: string
         details: [...problems, ...conflicts],
       });
     }
+    // Before field conflicts: taking over the fields of an object that is not ours would not make it ours.
+    if (foreign.length) {
+      const one = foreign.length === 1;
+      throw new EngineError({
+        kind: 'foreign',
+        message: `${foreign.length} object${one ? '' : 's'} already exist${one ? 's' : ''} and ${one ? 'was' : 'were'} not created by ${describeRef(parentRefOf(options.set))}; nothing was applied${undo}`,
+        refs: foreign.map((f) => f.ref),
+        details: foreign.map((f) => `${describeRef(f.ref)}: ${f.holders}; its owner can hand it over with the annotation ${ADOPT_ANNOTATION}=${adoptionValue(options.set)}`),
+      });
+    }
     throw new EngineError({ kind: 'conflict', message: `${conflicts.length} field(s) owned by another field manager; nothing was applied${undo}`, details: conflicts });
   }
-  return { dryRuns, unvalidated, createdNamespaces };
+  return { dryRuns, live, unvalidated, createdNamespaces, adopted };
 }
 
 /**
@@ -289,21 +349,17 @@ export function describeConflict(ref: ObjectRef, err: KubeApiError): string[] {
   });
 }
 
-/** Stage 3, plan: the live objects and what applying each would do. */
-export async function plan(api: KubeApi, prepared: Prepared, validation: Validation, manager: string): Promise<{ live: Map<string, KubeObject | undefined>; changes: Map<string, Change> }> {
-  const live = new Map<string, KubeObject | undefined>();
-  await mapLimit(prepared.objects, 8, async (obj) => {
-    const key = refKey(refOf(obj));
-    live.set(key, validation.unvalidated.has(key) ? await api.get(refOf(obj)).catch(() => undefined) : await api.get(refOf(obj)));
-  });
+/** Stage 3, plan: what applying each object would do, from its live state and its dry run. */
+export function plan(prepared: Prepared, validation: Validation, manager: string): { live: Map<string, KubeObject | undefined>; changes: Map<string, Change> } {
   const changes = new Map<string, Change>();
   for (const obj of prepared.objects) {
     const key = refKey(refOf(obj));
     const dry = validation.dryRuns.get(key);
-    changes.set(key, dry ? classifyChange(live.get(key), dry, manager) : live.get(key) ? 'update' : 'create');
+    const live = validation.live.get(key);
+    changes.set(key, dry ? classifyChange(live, dry, manager) : live ? 'update' : 'create');
   }
   for (const ns of validation.createdNamespaces) changes.set(refKey({ apiVersion: 'v1', kind: 'Namespace', name: ns }), 'create');
-  return { live, changes };
+  return { live: validation.live, changes };
 }
 
 /** Whether a phase group must be waited on before the next is applied, and on which objects. */
@@ -575,7 +631,7 @@ async function startRun(api: KubeApi, input: KubeObject[], target: Target, optio
   const manager = target.fieldManager ?? FIELD_MANAGER;
   const t = performance.now();
   const prepared = await prepare(api, input, target.set);
-  const validation = await validate(api, prepared, manager, { force: options.forceConflicts, createNamespaces: true });
+  const validation = await validate(api, prepared, manager, { force: options.forceConflicts, createNamespaces: true, set: target.set, ...(options.adopt ? { adopt: true } : {}) });
   timings.validate = Math.round(performance.now() - t);
   emit({ type: 'validation', objects: prepared.objects.length, ms: timings.validate });
 
@@ -585,8 +641,9 @@ async function startRun(api: KubeApi, input: KubeObject[], target: Target, optio
   if (parent.tooling && !parent.tooling.startsWith('kreg/')) {
     throw new EngineError({ kind: 'refused', message: `the ApplySet parent ${describeRef(parentRefOf(target.set))} belongs to "${parent.tooling}", not kreg; choose another name` });
   }
-  const { live, changes } = await plan(api, prepared, validation, manager);
+  const { live, changes } = plan(prepared, validation, manager);
   timings.plan = Math.round(performance.now() - tp);
+  for (const a of validation.adopted) emit({ type: 'warning', ref: a.ref, message: `adopting ${describeRef(a.ref)}, which this set did not create (${a.holders}): from now on it is updated, pruned and deleted with the set` });
   const known: Record<string, KubeObject> = {};
   const foreign: Record<string, ForeignManager[]> = {};
   const takeover: Record<string, { resourceVersion: string; managedFields: unknown[] }> = {};
@@ -632,7 +689,7 @@ async function startRun(api: KubeApi, input: KubeObject[], target: Target, optio
 
 /** Identity of a desired set and the options that change what a run applies. */
 function runDigest(input: KubeObject[], target: Target, options: ReconcileOptions): string {
-  return digestObjects([{ apiVersion: 'kreg.dev/v1', kind: 'RunKey', metadata: { name: JSON.stringify([target, options.forceConflicts, options.prune, options.wait]) } }, ...input]);
+  return digestObjects([{ apiVersion: 'kreg.dev/v1', kind: 'RunKey', metadata: { name: JSON.stringify([target, options.forceConflicts, options.prune, options.wait, options.adopt ?? false]) } }, ...input]);
 }
 
 /**

@@ -24,6 +24,8 @@ import { toEngineError } from '../engine/errors.js';
 import { destroy } from '../engine/lifecycle.js';
 import { describeRef, type KubeObject } from '../engine/types.js';
 import { sleep } from '../engine/util.js';
+import { ADOPT_ANNOTATION } from '../engine/annotations.js';
+import { adoptionValue } from '../engine/inventory.js';
 import { DEFAULT_OPERATOR_IMAGE, DEFAULT_OPERATOR_NAMESPACE, operatorManifests, OPERATOR_NAME } from './install.js';
 import { OPERATOR_FIELD_MANAGER, RegistrationServiceController } from './controller.js';
 import { CRD_NAME, registrationServiceCrd } from './crd.js';
@@ -188,7 +190,11 @@ function isEstablished(crd: KubeObject | undefined): boolean {
 
 /** Applies the CRD (server-side, as kreg's field manager) and waits until it is Established. */
 export async function installCrd(client: KubeClient, log: (entry: Record<string, unknown>) => void): Promise<void> {
-  await client.apply(registrationServiceCrd(), { fieldManager: OPERATOR_FIELD_MANAGER, force: true });
+  // The operator wrote this CRD, so it hands it to the set `kreg operator install` deploys (which
+  // renders the same CRD and would otherwise refuse it as an object it did not create).
+  const crd = registrationServiceCrd();
+  crd.metadata.annotations = { ...crd.metadata.annotations, [ADOPT_ANNOTATION]: adoptionValue({ name: OPERATOR_NAME, namespace: DEFAULT_OPERATOR_NAMESPACE }) };
+  await client.apply(crd, { fieldManager: OPERATOR_FIELD_MANAGER, force: true });
   const deadline = Date.now() + 60_000;
   for (;;) {
     const crd = await client.get({ apiVersion: 'apiextensions.k8s.io/v1', kind: 'CustomResourceDefinition', name: CRD_NAME });

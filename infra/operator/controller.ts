@@ -16,8 +16,9 @@ import { KubeApiError, type KubeClient } from '../engine/client.js';
 import type { EngineEvent, ForeignManager } from '../engine/events.js';
 import { destroy } from '../engine/lifecycle.js';
 import { reconcileOnce, type ReconcileMemo, type Target } from '../engine/reconcile.js';
-import type { KubeObject } from '../engine/types.js';
-import { PRUNE_ANNOTATION, PRUNE_NEVER } from '../engine/annotations.js';
+import type { KubeObject, ObjectRef } from '../engine/types.js';
+import { ADOPT_ANNOTATION, PRUNE_ANNOTATION, PRUNE_NEVER } from '../engine/annotations.js';
+import { APPLYSET_PART_OF_LABEL } from '../engine/inventory.js';
 import { synth } from '../main.js';
 import { SpecError, type RegistrationSpecInput } from '../spec.js';
 import { API_VERSION, KIND } from './crd.js';
@@ -72,6 +73,12 @@ export class RegistrationServiceController {
   /** Bumped whenever a key's memo must not be reused (a child or the spec changed), even by a reconcile in flight. */
   private readonly epochs = new Map<string, number>();
   private readonly workers: Promise<void>[] = [];
+  /**
+   * Per resource: a watch on each object of someone else's that stalls it, so that the resource is
+   * reconciled again as soon as that object is deleted or handed over (annotated kreg.dev/adopt, or
+   * labelled into the set), not at the stalled recheck minutes later.
+   */
+  private readonly blockers = new Map<string, { id: string; informers: Informer[] }>();
   readonly stats: ControllerStats = { reconciles: 0, errors: 0, statusWrites: 0, writes: 0 };
   private readonly log: (entry: Record<string, unknown>) => void;
 
@@ -120,7 +127,9 @@ export class RegistrationServiceController {
 
   async stop(): Promise<void> {
     this.queue.shutdown();
-    await Promise.all([this.resources.stop(), ...this.children.map((c) => c.stop())]);
+    const blockers = [...this.blockers.values()].flatMap((b) => b.informers);
+    this.blockers.clear();
+    await Promise.all([this.resources.stop(), ...this.children.map((c) => c.stop()), ...blockers.map((i) => i.stop())]);
     await Promise.all(this.workers);
   }
 
@@ -132,6 +141,7 @@ export class RegistrationServiceController {
     const key = objectKey(obj);
     if (type === 'deleted') {
       this.memos.delete(key);
+      this.watchBlockers(key, undefined);
       return;
     }
     // Our own writes (status, finalizer, ApplySet annotations) change neither of these.
@@ -161,6 +171,48 @@ export class RegistrationServiceController {
     // not resume a run that already applied it.
     this.invalidate(key);
     this.queue.add(key);
+  }
+
+  /** Watches exactly `refs` for `key` (none: stops its watches). */
+  private watchBlockers(key: string, refs: ObjectRef[] | undefined): void {
+    const id = JSON.stringify(refs ?? []);
+    const current = this.blockers.get(key);
+    if ((current?.id ?? '[]') === id) return;
+    for (const informer of current?.informers ?? []) void informer.stop();
+    this.blockers.delete(key);
+    if (!refs?.length) return;
+    const handedOver = (obj: KubeObject, before?: KubeObject) =>
+      obj.metadata.annotations?.[ADOPT_ANNOTATION] !== before?.metadata.annotations?.[ADOPT_ANNOTATION] ||
+      obj.metadata.labels?.[APPLYSET_PART_OF_LABEL] !== before?.metadata.labels?.[APPLYSET_PART_OF_LABEL];
+    const informers = refs.map((ref) =>
+      new Informer(this.client, {
+        apiVersion: ref.apiVersion,
+        kind: ref.kind,
+        ...(ref.namespace ? { namespace: ref.namespace } : {}),
+        fieldSelector: `metadata.name=${ref.name}`,
+        metadataOnly: true,
+        onEvent: (type, obj, before) => {
+          // Its own changes (a foreign Deployment's status, say) are not ours to react to.
+          if (type === 'added' || (type === 'modified' && !handedOver(obj, before))) return;
+          this.log({ msg: type === 'deleted' ? 'a blocking object was deleted' : 'a blocking object was handed over', key, object: `${ref.kind}/${ref.name}` });
+          this.invalidate(key);
+          this.queue.add(key);
+        },
+        log: (line) => this.log({ msg: line }),
+      }).start(),
+    );
+    this.blockers.set(key, { id, informers });
+    // Deleted or handed over between the reconcile that found it and the watch's first list: no
+    // event will come for that, so the list itself decides.
+    for (const informer of informers) {
+      void informer.synced.then(() => {
+        if (!this.blockers.get(key)?.informers.includes(informer)) return;
+        const [obj] = informer.store.values();
+        if (obj && !obj.metadata.annotations?.[ADOPT_ANNOTATION] && !obj.metadata.labels?.[APPLYSET_PART_OF_LABEL]) return;
+        this.invalidate(key);
+        this.queue.add(key);
+      });
+    }
   }
 
   private invalidate(key: string): void {
@@ -228,20 +280,13 @@ export class RegistrationServiceController {
       return {};
     }
 
-    const { suspend: _s, dataDeletionPolicy, ...deploymentSpec } = spec;
     let objects: KubeObject[];
     try {
-      objects = synth(name, namespace, deploymentSpec);
+      objects = childrenOf(cr);
     } catch (err) {
       if (!(err instanceof SpecError)) throw err;
       await this.writeStatus(cr, generation, { kind: 'invalid', message: err.issues.map((i) => `spec.${i.path}: ${i.message}`).join('; ') }, handled);
       return {};
-    }
-    const ownerReference = { apiVersion: API_VERSION, kind: KIND, name, uid: cr.metadata.uid!, controller: true, blockOwnerDeletion: true };
-    for (const obj of objects) {
-      // The data claim outlives its resource unless the policy says otherwise: no owner, so no GC.
-      const kept = obj.metadata.annotations?.[PRUNE_ANNOTATION] === PRUNE_NEVER && dataDeletionPolicy !== 'Delete';
-      if (!kept) obj.metadata.ownerReferences = [ownerReference];
     }
 
     const memo = this.memos.get(key);
@@ -276,6 +321,7 @@ export class RegistrationServiceController {
     if (result.status === 'progressing' && (this.epochs.get(key) ?? 0) === epoch) this.memos.set(key, result.memo);
     else this.memos.delete(key);
 
+    this.watchBlockers(key, result.status === 'failed' && result.failure?.kind === 'foreign' ? result.failure.refs : undefined);
     for (const message of corrections) {
       this.log({ msg: 'drift corrected', key, detail: message });
       await this.recordEvent(cr, 'Warning', 'DriftCorrected', message);
@@ -372,6 +418,23 @@ export class RegistrationServiceController {
       throw err;
     }
   }
+}
+
+/**
+ * What a resource renders, with the owner references the controller sets: the controller's own
+ * validation of a stored resource (throws SpecError for a spec it cannot run).
+ */
+export function childrenOf(cr: KubeObject): KubeObject[] {
+  const { name, namespace, uid } = cr.metadata;
+  const { suspend: _suspend, dataDeletionPolicy, ...deploymentSpec } = (cr.spec ?? {}) as RegistrationSpecInput & { suspend?: boolean; dataDeletionPolicy?: 'Retain' | 'Delete' };
+  const objects = synth(name, namespace!, deploymentSpec);
+  const ownerReference = { apiVersion: API_VERSION, kind: KIND, name, uid: uid!, controller: true, blockOwnerDeletion: true };
+  for (const obj of objects) {
+    // The data claim outlives its resource unless the policy says otherwise: no owner, so no GC.
+    const kept = obj.metadata.annotations?.[PRUNE_ANNOTATION] === PRUNE_NEVER && dataDeletionPolicy !== 'Delete';
+    if (!kept) obj.metadata.ownerReferences = [ownerReference];
+  }
+  return objects;
 }
 
 /** `Deployment/accounts: .spec.replicas, .spec.template… changed by "kubectl-scale" (Update); put back`. */

@@ -24,6 +24,8 @@ export interface InformerOptions {
   kind: string;
   namespace?: string;
   labelSelector?: string;
+  /** e.g. `metadata.name=x`: one object, for watching a single object of someone else's. */
+  fieldSelector?: string;
   /** Watch metadata only (PartialObjectMetadata): enough to know that owned objects changed. */
   metadataOnly?: boolean;
   onEvent(type: InformerEvent, object: KubeObject, previous?: KubeObject): void;
@@ -142,6 +144,7 @@ export class Informer {
     const { items, resourceVersion } = await this.client.listWithVersion(this.options.apiVersion, this.options.kind, {
       ...this.scope,
       ...(this.options.labelSelector ? { labelSelector: this.options.labelSelector } : {}),
+      ...(this.options.fieldSelector ? { fieldSelector: this.options.fieldSelector } : {}),
     });
     const seen = new Set<string>();
     for (const item of items) {
@@ -190,6 +193,7 @@ export class Informer {
       for await (const event of this.client.watch(this.options.apiVersion, this.options.kind, {
         ...this.scope,
         ...(this.options.labelSelector ? { labelSelector: this.options.labelSelector } : {}),
+        ...(this.options.fieldSelector ? { fieldSelector: this.options.fieldSelector } : {}),
         resourceVersion: this.resourceVersion,
         timeoutSeconds,
         signal: watchAbort.signal,

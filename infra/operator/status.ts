@@ -132,6 +132,7 @@ function failureReason(failure: EngineFailure): string {
   const byKind: Record<string, string> = {
     invalid: 'InvalidObjects',
     conflict: 'FieldConflict',
+    foreign: 'ForeignObject',
     failed: 'Failed',
     timeout: 'Timeout',
     unreachable: 'Unreachable',

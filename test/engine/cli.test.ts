@@ -33,7 +33,19 @@ describe('kreg CLI', () => {
     assert.match(main.stdout, /3 {2}invalid objects/);
     const deploy = await kreg(['deploy', '--help']);
     assert.match(deploy.stdout, /--force-conflicts/);
+    assert.match(deploy.stdout, /--adopt  .*were not created by this set/s);
     assert.match(deploy.stdout, /--no-prune/);
+    assert.match(main.stdout, /4 {2}conflict: .*not created by this set \(--adopt takes them over\)/s);
+  });
+
+  it('--adopt is off unless given, for deploy, diff and rollback', () => {
+    for (const command of ['deploy', 'diff', 'rollback']) {
+      const without = parseCli([command]);
+      const withIt = parseCli([command, '--adopt']);
+      assert.ok(!('help' in without) && !('help' in withIt));
+      assert.equal(without.adopt, false, command);
+      assert.equal(withIt.adopt, true, command);
+    }
   });
 
   it('an invalid spec is listed field by field, exit 2, before any cluster is contacted', async () => {

@@ -1,14 +1,18 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { describe, it } from 'node:test';
-import { PRUNE_ANNOTATION, PRUNE_NEVER } from '../../infra/engine/annotations.js';
+import { ADOPT_ANNOTATION, PRUNE_ANNOTATION, PRUNE_NEVER } from '../../infra/engine/annotations.js';
 import {
   APPLYSET_GROUP_KINDS_ANNOTATION,
   APPLYSET_ID_LABEL,
   APPLYSET_NAMESPACES_ANNOTATION,
   APPLYSET_TOOLING_ANNOTATION,
+  adoptionValue,
   applySetId,
+  consentsToAdoption,
   decidePrune,
+  holdersOf,
+  isMember,
   memberLabels,
   parentObject,
   parseGroupKind,
@@ -59,5 +63,44 @@ describe('ApplySet (KEP-3659) inventory', () => {
       ['registration-data', 'annotated kreg.dev/prune: never'],
       ['generated', 'controlled by Deployment/x'],
     ]);
+  });
+});
+
+describe('membership: what kreg may apply over', () => {
+  const cr = { name: 'other-team', namespace: 'team-a', parent: { apiVersion: 'kreg.dev/v1alpha1', kind: 'RegistrationService' } };
+  const live = (metadata: Partial<KubeObject['metadata']> = {}): KubeObject => ({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'other-team', namespace: 'team-a', ...metadata } });
+  const owner = { apiVersion: 'kreg.dev/v1alpha1', kind: 'RegistrationService', name: 'other-team', uid: 'uid-1', controller: true };
+
+  it('an object with this set\'s label is a member; one with another set\'s label, or none, is not', () => {
+    assert.equal(isMember(live({ labels: memberLabels(set) }), set), true);
+    assert.equal(isMember(live({ labels: memberLabels({ name: 'other', namespace: 'kreg-dev' }) }), set), false);
+    assert.equal(isMember(live(), set), false);
+    assert.equal(isMember(live({ labels: memberLabels(set) }), cr), false, 'the same name under another parent kind is another set');
+  });
+
+  it('an object controlled by the owner the desired object names is a member, even without the label', () => {
+    const desired = live({ ownerReferences: [owner] });
+    assert.equal(isMember(live({ ownerReferences: [owner] }), cr, desired), true);
+    assert.equal(isMember(live({ ownerReferences: [{ ...owner, uid: 'uid-2' }] }), cr, desired), false, 'a resource of the same name, deleted and created again, is another owner');
+    assert.equal(isMember(live({ ownerReferences: [{ ...owner, controller: false }] }), cr, desired), false);
+    assert.equal(isMember(live({ ownerReferences: [owner] }), cr), false, 'the desired object names no owner');
+  });
+
+  it('consent is the annotation naming this set\'s parent, and nothing else', () => {
+    assert.equal(adoptionValue(cr), 'RegistrationService/team-a/other-team');
+    assert.equal(adoptionValue(set), 'Secret/kreg-dev/kreg-dev');
+    assert.equal(consentsToAdoption(live({ annotations: { [ADOPT_ANNOTATION]: 'RegistrationService/team-a/other-team' } }), cr), true);
+    assert.equal(consentsToAdoption(live({ annotations: { [ADOPT_ANNOTATION]: 'RegistrationService/team-b/other-team' } }), cr), false);
+    assert.equal(consentsToAdoption(live({ annotations: { [ADOPT_ANNOTATION]: 'true' } }), cr), false);
+    assert.equal(consentsToAdoption(live(), cr), false);
+  });
+
+  it('names who holds a foreign object', () => {
+    assert.equal(holdersOf(live(), ['kubectl-create']), 'managed by "kubectl-create"');
+    assert.equal(
+      holdersOf(live({ labels: memberLabels({ name: 'web', namespace: 'x' }), ownerReferences: [owner] }), ['kreg', 'kubectl-edit']),
+      `part of another ApplySet (${applySetId({ name: 'web', namespace: 'x' })}); controlled by RegistrationService/other-team; managed by "kreg", "kubectl-edit"`,
+    );
+    assert.equal(holdersOf(live(), []), 'no field managers recorded');
   });
 });

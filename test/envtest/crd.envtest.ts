@@ -8,6 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { KubeApiError, KubeClient } from '../../infra/engine/client.js';
 import type { KubeObject } from '../../infra/engine/types.js';
 import { installCrd } from '../../infra/operator/command.js';
+import { childrenOf } from '../../infra/operator/controller.js';
 import { API_VERSION, CRD_NAME, KIND } from '../../infra/operator/crd.js';
 import { parseSpec, SpecError } from '../../infra/spec.js';
 import { binariesPresent, startApiServer, type TestApiServer } from './apiserver.js';
@@ -16,6 +17,53 @@ const skip = binariesPresent() || process.env.CI ? false : 'no kube-apiserver/et
 
 const resource = (name: string, spec: unknown): KubeObject => ({ apiVersion: API_VERSION, kind: KIND, metadata: { name, namespace: 'crd-test' }, spec });
 const token = { name: 'db', key: 'token' };
+
+/** A small deterministic generator (mulberry32), so a failing spec is the same on every run. */
+function random(seed: number): () => number {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * Valid specs of every database mode, each optional field present or not: what a user may write.
+ * Each is checked valid by zod before it is used, so the generator cannot drift into bad input.
+ */
+function validSpecs(count: number, seed = 21): Array<Record<string, unknown>> {
+  const next = random(seed);
+  const maybe = <T>(value: T) => (next() < 0.5 ? value : undefined);
+  const pick = <T>(values: T[]) => values[Math.floor(next() * values.length)]!;
+  const specs: Array<Record<string, unknown>> = [];
+  for (let i = 0; i < count; i++) {
+    const mode = pick(['default', 'embedded', 'remote-url', 'remote-server'] as const);
+    const spec: Record<string, unknown> = { image: `kreg/registration:1.${i}` };
+    if (mode === 'embedded') spec.database = { mode: 'embedded', ...(maybe({ storage: pick(['512Mi', '2Gi']) }) ?? {}), ...(maybe({ storageClassName: 'fast' }) ?? {}) };
+    if (mode === 'remote-url') spec.database = { mode: 'remote', url: pick(['libsql://db.example:8080', 'https://db.example', 'ws://db:8080']), authTokenSecretRef: token };
+    if (mode === 'remote-server') {
+      const server = { ...(maybe({ name: 'db' }) ?? {}), ...(maybe({ storage: '10Gi' }) ?? {}), ...(maybe({ storageClassName: 'fast' }) ?? {}), ...(maybe({ jwtKeySecretRef: { name: 'jwt', key: 'pub' } }) ?? {}) };
+      spec.database = { mode: 'remote', server, authTokenSecretRef: token };
+    }
+    const remote = mode.startsWith('remote');
+    if (remote) {
+      const scaling = pick(['none', 'replicas', 'autoscaling'] as const);
+      if (scaling === 'replicas') spec.replicas = pick([1, 3, 7]);
+      if (scaling === 'autoscaling') spec.autoscaling = { minReplicas: 2, maxReplicas: pick([2, 5]), ...(maybe({ cpuUtilization: 60 }) ?? {}) };
+    } else if (next() < 0.3) spec.replicas = 1;
+    if (next() < 0.3) spec.hashConcurrency = pick([1, 4]);
+    if (next() < 0.3) Object.assign(spec, { drainSeconds: 3, graceSeconds: 20 });
+    if (next() < 0.3) spec.settings = { LOG_LEVEL: pick(['info', 'warn']) };
+    if (next() < 0.2) spec.resources = { cpuRequestMillis: 200, cpuLimitMillis: 500, ...(maybe({ memoryMiB: 512 }) ?? {}) };
+    if (next() < 0.3) spec.dataDeletionPolicy = pick(['Retain', 'Delete']);
+    if (next() < 0.2) spec.suspend = false;
+    const { dataDeletionPolicy: _d, suspend: _s, ...deploymentSpec } = spec;
+    parseSpec(deploymentSpec); // throws if the generator made a spec zod refuses
+    specs.push(spec);
+  }
+  return specs;
+}
 
 describe('RegistrationService CRD on a real API server', { skip, timeout: 120_000 }, () => {
   let server: TestApiServer;
@@ -65,6 +113,39 @@ describe('RegistrationService CRD on a real API server', { skip, timeout: 120_00
     });
     const { suspend: _s, dataDeletionPolicy: _d, ...spec } = created.spec;
     assert.deepEqual(parseSpec(spec), parseSpec({ image: 'kreg/registration:1.2.3' }), 'the same defaults as zod applies');
+  });
+
+  it('every valid resource of each database mode, as the API server stores it, passes the controller\'s own validation', async () => {
+    const specs = validSpecs(40);
+    const modes = new Set(specs.map((s) => (s.database as { mode?: string } | undefined)?.mode ?? 'default'));
+    assert.deepEqual([...modes].sort(), ['default', 'embedded', 'remote'], 'every mode is generated');
+    for (const [i, spec] of specs.entries()) {
+      const name = `valid-${i}`;
+      assert.equal(await admission(resource(name, spec)), undefined, `admitted: ${JSON.stringify(spec)}`);
+      await client.apply(resource(name, spec), { fieldManager: 'test' });
+      const stored = await client.get({ apiVersion: API_VERSION, kind: KIND, namespace: 'crd-test', name });
+      const { suspend: _s, dataDeletionPolicy: _d, ...storedSpec } = stored!.spec;
+      const { suspend: _s2, dataDeletionPolicy: _d2, ...writtenSpec } = spec;
+      assert.doesNotThrow(() => childrenOf(stored!), `the controller refuses what the API server stored: ${JSON.stringify(stored!.spec)}`);
+      assert.deepEqual(parseSpec(storedSpec), parseSpec(writtenSpec), `the API server's defaults mean what zod's do: ${JSON.stringify(spec)}`);
+    }
+  });
+
+  it('a field of one database mode is refused in another, by the API server as by zod', async () => {
+    const cases: Array<[string, Record<string, unknown>]> = [
+      ['storage in remote mode', { mode: 'remote', url: 'http://db:8080', authTokenSecretRef: token, storage: '1Gi' }],
+      ['storageClassName in remote mode', { mode: 'remote', url: 'http://db:8080', authTokenSecretRef: token, storageClassName: 'fast' }],
+      ['url in embedded mode', { mode: 'embedded', url: 'http://db:8080' }],
+      ['server in embedded mode', { mode: 'embedded', server: {} }],
+      ['authTokenSecretRef in embedded mode', { mode: 'embedded', authTokenSecretRef: token }],
+    ];
+    for (const [what, database] of cases) {
+      const spec = { image: 'kreg/registration:1', database };
+      const refusal = await admission(resource('wrong-mode', spec));
+      assert.ok(refusal, `${what}: admitted`);
+      assert.match(refusal.message, /belongs to mode/, what);
+      assert.throws(() => parseSpec(spec), SpecError, `${what}: zod accepts it`);
+    }
   });
 
   it('each bad resource is refused at admission, naming the field; zod refuses the same ones', async () => {

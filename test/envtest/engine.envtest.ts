@@ -159,7 +159,8 @@ describe('engine orchestration on a real API server', { skip, timeout: 180_000 }
       ownerReferences: [{ apiVersion: 'v1', kind: 'ConfigMap', name: 'owner-elsewhere', uid: owner.metadata.uid!, controller: true }],
     });
     const first = await deploy(client, [ns('prune'), cm('prune', 'keep'), cm('prune', 'go'), cm('prune', 'data', { a: '1' }, { annotations: { 'kreg.dev/prune': 'never' } }), controlled], target, {
-      ...options(),
+      // The namespace was made above, by someone else: the set takes it on purpose.
+      ...options({ adopt: true }),
       timeoutMs: 30_000,
     });
     assert.equal(first.ok, true, JSON.stringify(first.failure));

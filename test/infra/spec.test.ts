@@ -125,12 +125,33 @@ describe('CRD schema from the spec', () => {
     assert.deepEqual(schema.required, ['image']);
     const rules = (schema['x-kubernetes-validations'] as Array<{ rule: string; fieldPath: string }>).map((r) => r.rule);
     assert.deepEqual(rules, CROSS_FIELD_RULES.map((r) => r.rule));
-    assert.equal(props.database['x-kubernetes-validations'].length, TRANSITION_RULES.length);
-    assert.match(props.database['x-kubernetes-validations'][0].rule, /oldSelf\.mode/);
+    const databaseRules = props.database['x-kubernetes-validations'] as Array<{ rule: string; fieldPath?: string }>;
+    assert.equal(databaseRules.filter((r) => /oldSelf\.mode/.test(r.rule)).length, TRANSITION_RULES.length);
+    // A field of one mode carries no default (the API server would add it to every mode) and is
+    // refused in the others, as zod's strict variants refuse it.
+    assert.equal(props.database.properties.storage.default, undefined);
+    assert.match(props.database.properties.storage.description, /Default: "1Gi" \(mode embedded\)/);
+    assert.deepEqual(
+      databaseRules.filter((r) => r.fieldPath).map((r) => [r.fieldPath, r.rule]),
+      [
+        ['.storage', "!has(self.storage) || self.mode in ['embedded']"],
+        ['.storageClassName', "!has(self.storageClassName) || self.mode in ['embedded']"],
+        ['.url', "!has(self.url) || self.mode in ['remote']"],
+        ['.server', "!has(self.server) || self.mode in ['remote']"],
+        ['.authTokenSecretRef', "!has(self.authTokenSecretRef) || self.mode in ['remote']"],
+      ],
+    );
   });
 });
 
 describe('synth(instance, namespace, spec)', () => {
+  it('renders every storage size the spec accepts, as written (512Mi is not a whole number of gibibytes)', () => {
+    for (const storage of ['512Mi', '1536Mi', '1Gi', '2Ti']) {
+      const claim = synth('accounts', 'team-a', { image: 'kreg/registration:1', database: { mode: 'embedded', storage } }).find((o) => o.kind === 'PersistentVolumeClaim');
+      assert.equal(claim?.spec.resources.requests.storage, storage);
+    }
+  });
+
   it('dev and prod are byte-identical to the manifests pinned before specs existed (npm run synth)', () => {
     for (const env of SPEC_NAMES) {
       const out = mkdtempSync(join(tmpdir(), 'kreg-golden-'));
