@@ -301,14 +301,8 @@ export async function validate(api: KubeApi, prepared: Prepared, manager: string
     const undo = createdNamespaces.length
       ? ` (the namespace${createdNamespaces.length > 1 ? 's' : ''} ${createdNamespaces.join(', ')} created for the dry run ${createdNamespaces.length > 1 ? 'were' : 'was'} deleted again)`
       : '';
-    if (problems.length) {
-      throw new EngineError({
-        kind: 'invalid',
-        message: `${problems.length} object(s) rejected by the server-side dry run; nothing was applied${undo}`,
-        details: [...problems, ...conflicts],
-      });
-    }
-    // Before field conflicts: taking over the fields of an object that is not ours would not make it ours.
+    // First: an object of someone else's is the cause whatever else is wrong with it (an immutable
+    // field the dry run refuses, fields another manager owns), and --force-conflicts would not make it ours.
     if (foreign.length) {
       const one = foreign.length === 1;
       throw new EngineError({
@@ -316,6 +310,13 @@ export async function validate(api: KubeApi, prepared: Prepared, manager: string
         message: `${foreign.length} object${one ? '' : 's'} already exist${one ? 's' : ''} and ${one ? 'was' : 'were'} not created by ${describeRef(parentRefOf(options.set))}; nothing was applied${undo}`,
         refs: foreign.map((f) => f.ref),
         details: foreign.map((f) => `${describeRef(f.ref)}: ${f.holders}; its owner can hand it over with the annotation ${ADOPT_ANNOTATION}=${adoptionValue(options.set)}`),
+      });
+    }
+    if (problems.length) {
+      throw new EngineError({
+        kind: 'invalid',
+        message: `${problems.length} object(s) rejected by the server-side dry run; nothing was applied${undo}`,
+        details: [...problems, ...conflicts],
       });
     }
     throw new EngineError({ kind: 'conflict', message: `${conflicts.length} field(s) owned by another field manager; nothing was applied${undo}`, details: conflicts });

@@ -2,7 +2,8 @@
  * `kreg deploy -f` with manifests that are not this app's — a ConfigMap, a Deployment and a Service
  * written here — get the same guarantees as the registration service: phased apply and readiness,
  * a change rolled out, an object removed from the files pruned, a bad image failing fast with its
- * evidence, rollback, status and destroy by the set's name.
+ * evidence, rollback, status and destroy by the set's name; an object made by someone else is
+ * refused unless adopted.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -197,6 +198,37 @@ describe('kreg deploy -f: any manifests through the engine', { timeout: 8 * 60_0
       assert.match(r.stdout, /deployed set from-app in namespace kreg-manifests-e2e: revision 1/);
       assert.equal((await kreg(['diff', '--app', app, '--name', 'from-app', '-n', NS])).code, 0, 'no changes');
       assert.equal((await kreg(['destroy', '--name', 'from-app', '-n', NS])).code, 0);
+    }),
+  );
+
+  it(
+    'a ConfigMap made with kubectl is refused (exit 4), not merged, and destroy leaves it; --adopt takes it over',
+    guard(async () => {
+      await kubectl(['-n', NS, 'create', 'configmap', 'shared-cfg', '--from-literal=owner=team-b']);
+      const file = join(dir, 'shared.yaml');
+      writeFileSync(file, 'apiVersion: v1\nkind: ConfigMap\nmetadata: { name: shared-cfg }\ndata: { mine: "yes" }\n');
+      const mine = ['--name', 'takes-nothing', '-n', NS];
+      const refused = await kreg(['deploy', '-f', file, ...mine]);
+      assert.equal(refused.code, 4, `${refused.stdout}\n${refused.stderr}`);
+      // deploy says it in its live lines; diff on stderr.
+      assert.match(refused.stdout, /✗ 1 object already exists and was not created by Secret\/kreg-manifests-e2e\/takes-nothing; nothing was applied/);
+      assert.match(refused.stdout, /ConfigMap\/kreg-manifests-e2e\/shared-cfg: managed by "kubectl-create"/);
+      assert.match(refused.stdout, /re-run with --adopt to take them over/);
+      const diffed = await kreg(['diff', '-f', file, ...mine]);
+      assert.equal(diffed.code, 4, `diff refuses it the same way: ${diffed.stderr}`);
+      assert.match(diffed.stderr, /^kreg diff: 1 object already exists .*; nothing was applied; .*--adopt/m);
+      const untouched = await kubectlJson(['-n', NS, 'get', 'configmap', 'shared-cfg']);
+      assert.deepEqual(untouched.data, { owner: 'team-b' }, 'nothing merged');
+      assert.equal(untouched.metadata.labels?.['applyset.kubernetes.io/part-of'], undefined);
+      assert.equal((await kreg(['destroy', ...mine])).code, 0);
+      assert.deepEqual((await kubectlJson(['-n', NS, 'get', 'configmap', 'shared-cfg'])).data, { owner: 'team-b' }, 'destroy deleted nothing');
+
+      const adopted = await kreg(['deploy', '-f', file, ...mine, '--adopt']);
+      assert.equal(adopted.code, 0, `${adopted.stdout}\n${adopted.stderr}`);
+      assert.match(adopted.stdout, /adopting ConfigMap\/kreg-manifests-e2e\/shared-cfg, which this set did not create \(managed by "kubectl-create"\)/);
+      assert.deepEqual((await kubectlJson(['-n', NS, 'get', 'configmap', 'shared-cfg'])).data, { owner: 'team-b', mine: 'yes' }, 'server-side apply merges into what it takes over');
+      assert.equal((await kreg(['destroy', ...mine])).code, 0);
+      assert.equal((await kubectl(['-n', NS, 'get', 'configmap', 'shared-cfg', '--ignore-not-found', '-o', 'name'])).trim(), '', 'adopted, so destroyed with the set');
     }),
   );
 });

@@ -221,4 +221,55 @@ describe('kreg operator on a real cluster', { timeout: 10 * 60_000 }, () => {
       assert.deepEqual(names, ['PersistentVolumeClaim/accounts-data']);
     }),
   );
+
+  it(
+    'a Service made with kubectl is not rewritten or owned (Stalled ForeignObject); its owner\'s annotation hands it over, and the resource becomes Ready',
+    guard(async () => {
+      await kubectl(['-n', NS, 'create', 'service', 'clusterip', 'other-team', '--tcp=5678:5678']);
+      const before = await kubectlJson(['-n', NS, 'get', 'service', 'other-team']);
+      await kubectl(['apply', '-f', '-'], { input: resource('kreg/registration:dev').replaceAll('"accounts"', '"other-team"') });
+      const stalled = await waitFor('Stalled ForeignObject', async () => {
+        const now = await kubectlJson(['-n', NS, 'get', 'registrationservice', 'other-team']);
+        return condition(now, 'Stalled')?.reason === 'ForeignObject' ? now : undefined;
+      }, 30_000);
+      assert.match(condition(stalled, 'Stalled').message, /Service\/kreg-operator-e2e\/other-team: managed by "kubectl-create"/);
+      await new Promise((r) => setTimeout(r, 3000)); // time enough for a write, were one coming
+      const after = await kubectlJson(['-n', NS, 'get', 'service', 'other-team']);
+      assert.equal(after.metadata.resourceVersion, before.metadata.resourceVersion, 'the Service was not written');
+      assert.equal(after.metadata.ownerReferences, undefined);
+      assert.match(await kubectl(['-n', NS, 'get', 'events', '--field-selector', 'reason=ForeignObject,involvedObject.name=other-team', '-o', 'name']), /event/);
+
+      const t0 = performance.now();
+      await kubectl(['-n', NS, 'annotate', 'service', 'other-team', `kreg.dev/adopt=RegistrationService/${NS}/other-team`]);
+      await kubectl(['-n', NS, 'wait', '--for=condition=Ready', 'registrationservice/other-team', '--timeout=180s'], { timeoutMs: 200_000 });
+      console.log(`# operator: handed-over Service; resource Ready ${((performance.now() - t0) / 1000).toFixed(1)} s after the annotation`);
+      const taken = await kubectlJson(['-n', NS, 'get', 'service', 'other-team']);
+      assert.equal(taken.metadata.ownerReferences[0].kind, 'RegistrationService');
+      await kubectl(['-n', NS, 'delete', 'registrationservice', 'other-team', '--timeout=120s'], { timeoutMs: 150_000 });
+    }),
+  );
+
+  it(
+    'a remote-mode resource applied with kubectl is stored without a storage default and reconciled, not refused as InvalidSpec',
+    guard(async () => {
+      const remote = {
+        apiVersion: 'kreg.dev/v1alpha1',
+        kind: 'RegistrationService',
+        metadata: { name: 'remote-db', namespace: NS },
+        spec: { image: 'kreg/registration:dev', database: { mode: 'remote', url: 'http://libsql.nowhere.invalid:8080', authTokenSecretRef: { name: 'remote-db-token', key: 'token' } } },
+      };
+      await kubectl(['apply', '-f', '-'], { input: JSON.stringify(remote) });
+      const stored = await kubectlJson(['-n', NS, 'get', 'registrationservice', 'remote-db']);
+      assert.deepEqual(stored.spec.database, remote.spec.database, 'the API server added nothing to the database');
+      // Its token Secret does not exist, so it cannot get Ready; what matters is that the controller runs it.
+      const seen = await waitFor('the migration Job', async () => {
+        const jobs = await kubectlJson(['-n', NS, 'get', 'jobs', '-l', 'app.kubernetes.io/instance=remote-db']).catch(() => ({ items: [] }));
+        return jobs.items.length ? jobs : undefined;
+      }, 30_000);
+      assert.equal(seen.items.length, 1);
+      const now = await kubectlJson(['-n', NS, 'get', 'registrationservice', 'remote-db']);
+      assert.notEqual(condition(now, 'Stalled')?.reason, 'InvalidSpec', JSON.stringify(now.status));
+      await kubectl(['-n', NS, 'delete', 'registrationservice', 'remote-db', '--timeout=120s'], { timeoutMs: 150_000 });
+    }),
+  );
 });
