@@ -4,9 +4,11 @@
  * each case the API server (structural schema + CEL) and the spec's zod schema agree.
  */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
+import { parse } from 'yaml';
 import { KubeApiError, KubeClient } from '../../infra/engine/client.js';
-import type { KubeObject } from '../../infra/engine/types.js';
+import { refOf, type KubeObject } from '../../infra/engine/types.js';
 import { installCrd } from '../../infra/operator/command.js';
 import { childrenOf } from '../../infra/operator/controller.js';
 import { API_VERSION, CRD_NAME, KIND } from '../../infra/operator/crd.js';
@@ -128,6 +130,22 @@ describe('RegistrationService CRD on a real API server', { skip, timeout: 120_00
       const { suspend: _s2, dataDeletionPolicy: _d2, ...writtenSpec } = spec;
       assert.doesNotThrow(() => childrenOf(stored!), `the controller refuses what the API server stored: ${JSON.stringify(stored!.spec)}`);
       assert.deepEqual(parseSpec(storedSpec), parseSpec(writtenSpec), `the API server's defaults mean what zod's do: ${JSON.stringify(spec)}`);
+    }
+  });
+
+  it('the examples of docs/operator.md, one per database mode, are admitted as written and run by the controller', async () => {
+    const page = readFileSync(new URL('../../docs/operator.md', import.meta.url), 'utf8');
+    const examples = [...page.matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1]!).filter((y) => /^kind: RegistrationService$/m.test(y)).map((y) => parse(y) as KubeObject);
+    const kindOf = (o: KubeObject) => (o.spec.database?.mode === 'remote' ? (o.spec.database.server ? 'remote server' : 'remote url') : 'embedded');
+    assert.deepEqual(examples.map(kindOf).sort(), ['embedded', 'remote server', 'remote url'], 'one example per database mode');
+    await client.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'docs-example' } }, { fieldManager: 'test' });
+    for (const example of examples) {
+      assert.equal(example.apiVersion, API_VERSION);
+      assert.equal(example.metadata.namespace, 'docs-example');
+      assert.equal(await admission(example), undefined, `${example.metadata.name} is refused`);
+      await client.apply(example, { fieldManager: 'test' });
+      const stored = await client.get(refOf(example));
+      assert.doesNotThrow(() => childrenOf(stored!), `${example.metadata.name}: the controller refuses it`);
     }
   });
 
