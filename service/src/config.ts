@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import { DEFAULT_DATABASE_URL, DEFAULT_PORT, ENV } from './contract.js';
+import { redactUrlPasswords } from './redact.js';
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
@@ -24,12 +25,36 @@ const positiveNumber = (max: number) =>
     .transform(Number)
     .pipe(z.number().min(0).max(max));
 
+/** A URL the service can open: a libsql file or server, or PostgreSQL (libpq's URI form). */
 const databaseUrl = z
   .string()
   .trim()
   .min(1)
-  .refine((url) => /^(file:|libsql:|https?:|wss?:)/.test(url) || url === ':memory:', {
-    message: 'must start with file:, libsql:, http(s): or ws(s): (or be :memory:)',
+  .refine((url) => /^(file:|libsql:|https?:|wss?:|postgres(ql)?:\/\/)/.test(url) || url === ':memory:', {
+    message: 'must start with file:, libsql:, http(s):, ws(s): or postgres(ql):// (or be :memory:)',
+  })
+  .superRefine((url, ctx) => {
+    if (!/^(libsql:|https?:|wss?:|postgres(ql)?:)/.test(url)) return;
+    // A port no client can use ("bad port") failed at the first request, with a stack; say it here.
+    const port = /^[a-z]+:\/\/(?:[^/@]*@)?[^/:?#]*:(\d+)/i.exec(url)?.[1];
+    if (port !== undefined && !(Number(port) >= 1 && Number(port) <= 65535)) {
+      ctx.addIssue({ code: 'custom', message: `has port ${port}, which is not 1-65535` });
+      return;
+    }
+    let parsed: URL;
+    try {
+      parsed = new URL(url);
+    } catch {
+      ctx.addIssue({ code: 'custom', message: 'is not a valid URL' });
+      return;
+    }
+    if (/^postgres/.test(url)) {
+      if (!parsed.hostname) ctx.addIssue({ code: 'custom', message: 'names no host (postgres://user:password@host:5432/database)' });
+      const sslmode = parsed.searchParams.get('sslmode');
+      if (sslmode !== null && !['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'].includes(sslmode)) {
+        ctx.addIssue({ code: 'custom', message: `has sslmode=${sslmode}; expected disable, allow, prefer, require, verify-ca or verify-full` });
+      }
+    }
   });
 
 const envSchema = z.object({
@@ -41,6 +66,10 @@ const envSchema = z.object({
   // Well under a client's patience and the readiness probe's 3 s timeout; see DatabaseGuard.
   [ENV.databaseTimeoutMs]: nonNegativeInt(100, 60_000).default(2000),
   [ENV.databaseStartupWaitSeconds]: nonNegativeInt(0, 600).default(30),
+  // PostgreSQL connections per process. A pod has no more registrations in flight than hashes
+  // finishing (HASH_CONCURRENCY), and a statement holds a connection for a millisecond or so; 4
+  // keeps 11 pods (an HPA's 10 and a surge) plus a migrator at 45 of the server's default 100.
+  [ENV.databasePoolSize]: nonNegativeInt(1, 100).default(4),
   [ENV.logLevel]: z.enum(LOG_LEVELS).default('info'),
   [ENV.bodyLimitBytes]: nonNegativeInt(256, 1024 * 1024).default(16 * 1024),
   [ENV.rateLimitWindowSeconds]: nonNegativeInt(1, 86_400).default(60),
@@ -78,6 +107,8 @@ export interface Config {
     timeoutMs: number;
     /** How long start-up keeps trying an unreachable remote database before starting unready. */
     startupWaitSeconds: number;
+    /** Most PostgreSQL connections at a time. */
+    poolSize: number;
   };
   logLevel: (typeof LOG_LEVELS)[number];
   bodyLimitBytes: number;
@@ -111,7 +142,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
     const variable = String(issue.path[0] ?? 'environment');
-    const shown = variable in present && variable !== ENV.databaseAuthToken ? ` (got "${present[variable]}")` : '';
+    // The value is echoed so the mistake can be seen, but never a token, nor a URL's password.
+    const shown = variable in present && variable !== ENV.databaseAuthToken ? ` (got "${redactUrlPasswords(present[variable]!)}")` : '';
     throw new ConfigError(variable, `${issue.message}${shown}`);
   }
   const e = parsed.data;
@@ -147,6 +179,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       migrate: e[ENV.databaseMigrate],
       timeoutMs: e[ENV.databaseTimeoutMs],
       startupWaitSeconds: e[ENV.databaseStartupWaitSeconds],
+      poolSize: e[ENV.databasePoolSize],
     },
     logLevel: e[ENV.logLevel],
     bodyLimitBytes: e[ENV.bodyLimitBytes],

@@ -25,6 +25,7 @@ export const ENV = {
   databaseMigrate: 'DATABASE_MIGRATE',
   databaseTimeoutMs: 'DATABASE_TIMEOUT_MS',
   databaseStartupWaitSeconds: 'DATABASE_STARTUP_WAIT_SECONDS',
+  databasePoolSize: 'DATABASE_POOL_SIZE',
   logLevel: 'LOG_LEVEL',
   bodyLimitBytes: 'BODY_LIMIT_BYTES',
   rateLimitWindowSeconds: 'RATE_LIMIT_WINDOW_SECONDS',

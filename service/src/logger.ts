@@ -1,20 +1,14 @@
 import { DrizzleQueryError } from 'drizzle-orm/errors';
 import { pino, type Logger } from 'pino';
+import { redactSecrets } from './redact.js';
 
 export type { Logger };
-
-/** A PHC-encoded argon2 hash anywhere in a string (the `$argon2id$v=19$m=…$salt$hash` form). */
-const PHC_HASH = /\$argon2(?:id|i|d)\$[^\s"'`,;)\]}]*/g;
-
-/** Replaces every argon2 hash in `text`; cheap when there is none (one `includes`). */
-export function redactHashes(text: string): string {
-  return text.includes('$argon2') ? text.replace(PHC_HASH, '[redacted hash]') : text;
-}
+export { redactHashes } from './redact.js';
 
 /**
  * JSON lines on stdout. Request bodies are never logged; the redaction list and the hash scrub on
- * the serialized line are further lines of defence in case a future log call passes an object, or
- * an error message, that carries credentials.
+ * the serialized line (argon2 hashes, URL passwords) are further lines of defence in case a future
+ * log call passes an object, or an error message, that carries credentials.
  */
 export function createLogger(level: string, destination?: pino.DestinationStream): Logger {
   return pino(
@@ -27,7 +21,7 @@ export function createLogger(level: string, destination?: pino.DestinationStream
         paths: ['password', '*.password', 'passwordHash', '*.passwordHash', 'authToken', '*.authToken', 'headers.authorization'],
         censor: '[redacted]',
       },
-      hooks: { streamWrite: redactHashes },
+      hooks: { streamWrite: redactSecrets },
     },
     destination,
   );
@@ -49,16 +43,16 @@ function carriesQueryParameters(err: Error): boolean {
  * message), never the statement or its parameters.
  */
 export function describeError(err: unknown, depth = 0): Record<string, unknown> {
-  if (!(err instanceof Error)) return { error: redactHashes(String(err)) };
+  if (!(err instanceof Error)) return { error: redactSecrets(String(err)) };
   const cause = (err as { cause?: unknown }).cause;
   const describedCause = cause !== undefined && depth < 3 ? { cause: describeError(cause, depth + 1) } : {};
   if (carriesQueryParameters(err)) return { error: 'database query failed', ...describedCause };
   const code = (err as { code?: unknown }).code;
   return {
     error: err.name,
-    message: redactHashes(err.message),
+    message: redactSecrets(err.message),
     ...(code !== undefined ? { code } : {}),
-    ...(err.stack ? { stack: redactHashes(err.stack.split('\n').slice(0, 8).join('\n')) } : {}),
+    ...(err.stack ? { stack: redactSecrets(err.stack.split('\n').slice(0, 8).join('\n')) } : {}),
     ...describedCause,
   };
 }

@@ -13,14 +13,13 @@ import { pathToFileURL } from 'node:url';
 import { serve } from '@hono/node-server';
 import { buildApp } from './app.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
-import { checkDatabase, migrateDatabase, openDatabase, verifyRemoteAccess, type DatabaseHandle } from './db/client.js';
+import { checkDatabase, migrateDatabase, openDatabase, userStoreOf, verifyRemoteAccess, type DatabaseHandle } from './db/client.js';
 import { DatabaseGuard } from './db/guard.js';
 import { Metrics } from './http/metrics.js';
 import { Lifecycle } from './lifecycle.js';
 import { createLogger, describeError, type Logger } from './logger.js';
 import { PasswordHasher } from './users/hasher.js';
 import { UserService } from './users/service.js';
-import { UserStore } from './users/store.js';
 
 export interface RunningServer {
   url: string;
@@ -58,7 +57,7 @@ export function assembleApp(opts: {
         : logger.info('database accepts requests again'),
   });
   const users = new UserService(
-    new UserStore(database.db, guard),
+    userStoreOf(database, guard),
     hasher,
     (err) => logger.warn(describeError(err), 'password rehash failed'),
     () => metrics.rehashes.inc(),
@@ -76,7 +75,11 @@ export function assembleApp(opts: {
 
 export async function startServer(config: Config, logger: Logger): Promise<RunningServer> {
   const lifecycle = new Lifecycle();
-  const database = await openDatabase(config.database);
+  const database = await openDatabase({
+    ...config.database,
+    // PostgreSQL's notices (a WARNING after a crash restart, say) as log lines, not console output.
+    onNotice: (notice) => logger.info({ severity: notice.severity, code: notice.code, notice: notice.message }, 'database notice'),
+  });
   if (!database.embedded) {
     try {
       const check = await verifyRemoteAccess(database, {
@@ -116,7 +119,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     {
       port,
       host: config.host,
-      database: database.embedded ? 'embedded' : 'remote',
+      database: database.kind === 'postgres' ? 'postgres' : database.embedded ? 'embedded' : 'remote',
       hash: { memoryKib: config.hash.memoryKib, iterations: config.hash.iterations, concurrency: config.hash.concurrency },
     },
     'listening',

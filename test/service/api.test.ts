@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { createTestApp, GOOD_PASSWORD, json, type TestApp } from './helpers.js';
+import { createTestApp, databaseModes, GOOD_PASSWORD, json, type TestApp } from './helpers.js';
 
 interface ProblemBody {
   type: string;
@@ -24,12 +24,15 @@ async function expectProblem(res: Response, status: number): Promise<ProblemBody
   return body;
 }
 
-describe('registration API (app.request, temp file database)', () => {
+for (const mode of databaseModes()) describe(`registration API (app.request, ${mode.name})`, { skip: mode.skip }, () => {
   let t: TestApp;
   before(async () => {
-    t = await createTestApp();
+    t = await createTestApp(await mode.start());
   });
-  after(() => t.close());
+  after(async () => {
+    t.close();
+    await mode.stop();
+  });
 
   const register = (body: unknown, headers?: Record<string, string>) => t.app.request('/register', json(body, headers));
   const login = (body: unknown) => t.app.request('/login', json(body));

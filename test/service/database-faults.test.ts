@@ -12,7 +12,7 @@ import { WebSocketServer } from 'ws';
 import { assembleApp } from '../../service/src/server.js';
 import { createLogger, describeError } from '../../service/src/logger.js';
 import { Lifecycle } from '../../service/src/lifecycle.js';
-import { createTestApp, GOOD_PASSWORD, json, LogCapture, startTestServer, tempDir, testConfig, watchLogLine } from './helpers.js';
+import { createTestApp, GOOD_PASSWORD, json, libsqlOf, LogCapture, startTestServer, tempDir, testConfig, watchLogLine } from './helpers.js';
 import { startHranaServer, type HranaServer } from './hrana-server.js';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
@@ -262,7 +262,7 @@ describe('a failed write logs its cause, never the statement parameters', () => 
     const t = await createTestApp();
     try {
       // SQLite's own read-only switch: the INSERT reaches the engine and fails there (SQLITE_READONLY).
-      await t.database.client.execute('PRAGMA query_only = ON');
+      await libsqlOf(t.database).client.execute('PRAGMA query_only = ON');
       const res = await t.app.request('/register', json({ username: 'readonly-erin', password: 'readonly-erin-secret-pw' }));
       assert.equal(res.status, 503);
       assert.equal(((await res.json()) as Problem).type, 'urn:kreg:problem:database-refused');
@@ -286,7 +286,7 @@ describe('a failed write logs its cause, never the statement parameters', () => 
     const t = await createTestApp();
     try {
       assert.equal((await t.app.request('/register', json({ username: 'rehash-frank', password: 'rehash-frank-secret-pw' }))).status, 201);
-      await t.database.client.execute('PRAGMA query_only = ON');
+      await libsqlOf(t.database).client.execute('PRAGMA query_only = ON');
       // The same database behind an app with stronger hash parameters: the login rehashes, the
       // UPDATE fails, and the login itself still succeeds.
       const config = testConfig(t.dir, { HASH_MEMORY_KIB: '24576' });
@@ -308,9 +308,9 @@ describe('a failed write logs its cause, never the statement parameters', () => 
   test('describeError of a real drizzle query error keeps the cause and drops the parameters', async () => {
     const t = await createTestApp();
     try {
-      await t.database.client.execute('PRAGMA query_only = ON');
+      await libsqlOf(t.database).client.execute('PRAGMA query_only = ON');
       const { users } = await import('../../service/src/db/schema.js');
-      const err = await t.database.db
+      const err = await libsqlOf(t.database).db
         .insert(users)
         .values({ id: 'id-1', username: 'x', usernameCanonical: 'x', passwordHash: '$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA', createdAt: new Date() })
         .then(() => undefined, (e: unknown) => e);

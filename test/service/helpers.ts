@@ -8,10 +8,11 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { after } from 'node:test';
 import { loadConfig, type Config } from '../../service/src/config.js';
-import { migrateDatabase, openDatabase, type DatabaseHandle } from '../../service/src/db/client.js';
+import { migrateDatabase, openDatabase, type DatabaseHandle, type LibsqlHandle } from '../../service/src/db/client.js';
 import { Lifecycle } from '../../service/src/lifecycle.js';
 import { createLogger } from '../../service/src/logger.js';
 import { assembleApp, startServer, type RunningServer } from '../../service/src/server.js';
+import { postgresBinDir, startPostgres, type TestPostgres } from '../postgres.js';
 
 export function tempDir(prefix = 'kreg-test-'): { path: string; remove(): void } {
   const path = mkdtempSync(join(tmpdir(), prefix));
@@ -126,3 +127,38 @@ export function json(body: unknown, headers: Record<string, string> = {}): Reque
 }
 
 export const GOOD_PASSWORD = 'violet-otter-meadow-42';
+
+/** The handle as a libsql one, for tests that reach into the libsql client (PRAGMAs, raw SQL). */
+export function libsqlOf(handle: DatabaseHandle): LibsqlHandle {
+  if (handle.kind !== 'libsql') throw new Error(`a libsql database was expected, got ${handle.kind}`);
+  return handle;
+}
+
+/** A database mode a suite runs on: the environment that selects it, and what to stop after. */
+export interface DatabaseMode {
+  name: string;
+  /** Skips the suite (a reason) when the mode cannot run here; never in CI. */
+  skip: string | false;
+  /** Starts what the mode needs; returns the environment for the service. */
+  start(): Promise<Record<string, string>>;
+  stop(): Promise<void>;
+  /** The PostgreSQL server, once started (undefined for the file). */
+  postgres?: TestPostgres;
+}
+
+/** The embedded file and a throwaway PostgreSQL: every suite that runs on both takes these. */
+export function databaseModes(): DatabaseMode[] {
+  const file: DatabaseMode = { name: 'temp file database', skip: false, start: async () => ({}), stop: async () => {} };
+  const pg: DatabaseMode = {
+    name: 'PostgreSQL',
+    skip: postgresBinDir() || process.env.CI ? false : 'no PostgreSQL binaries (apt-get install postgresql)',
+    start: async () => {
+      pg.postgres = await startPostgres();
+      return { DATABASE_URL: pg.postgres.url };
+    },
+    stop: async () => {
+      await pg.postgres?.remove();
+    },
+  };
+  return [file, pg];
+}

@@ -57,7 +57,7 @@ test('a bad setting stops start-up with one line naming the variable (exit 2)', 
     for (const [name, value] of [
       ['PORT', 'eighty'],
       ['HASH_MEMORY_KIB', '1024'],
-      ['DATABASE_URL', 'postgres://nope'],
+      ['DATABASE_URL', 'mysql://db'],
       ['LOG_LEVEL', 'loud'],
     ] as const) {
       const r = spawnSync(process.execPath, [...NODE_ARGS, 'service/src/server.ts'], {

@@ -3,7 +3,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createClient } from '@libsql/client';
-import { GOOD_PASSWORD, json, startTestServer, tempDir } from './helpers.js';
+import { GOOD_PASSWORD, json, libsqlOf, startTestServer, tempDir } from './helpers.js';
 
 const post = (base: string, path: string, body: unknown) => fetch(`${base}${path}`, json(body));
 
@@ -25,7 +25,7 @@ describe('real HTTP server on port 0 with a file database', () => {
     );
     assert.equal(statuses.filter((s) => s === 201).length, 1, `statuses: ${statuses}`);
     assert.equal(statuses.filter((s) => s === 409).length, 49, `statuses: ${statuses}`);
-    const rows = await server.database.client.execute("SELECT count(*) AS n FROM users WHERE username_canonical = 'racer'");
+    const rows = await libsqlOf(server.database).client.execute("SELECT count(*) AS n FROM users WHERE username_canonical = 'racer'");
     assert.equal(Number(rows.rows[0]!.n), 1);
   });
 
@@ -56,7 +56,7 @@ describe('real HTTP server on port 0 with a file database', () => {
   test('stored hash is argon2id with at least the OWASP parameters; no plaintext anywhere in the files', async () => {
     const secret = 'Plaintext-Canary-7f3a9c';
     assert.equal((await post(server.url, '/register', { username: 'canary', password: secret })).status, 201);
-    const rows = await server.database.client.execute("SELECT password_hash FROM users WHERE username_canonical = 'canary'");
+    const rows = await libsqlOf(server.database).client.execute("SELECT password_hash FROM users WHERE username_canonical = 'canary'");
     const hash = String(rows.rows[0]!.password_hash);
     const m = /^\$argon2id\$v=19\$m=(\d+),t=(\d+),p=(\d+)\$[A-Za-z0-9+/]+\$[A-Za-z0-9+/]+$/.exec(hash);
     assert.ok(m, `PHC string: ${hash}`);
@@ -101,7 +101,7 @@ describe('real HTTP server on port 0 with a file database', () => {
   test('/readyz is 503 when the database is unreachable', async () => {
     const probe = await fetch(`${server.url}/readyz`);
     assert.equal(probe.status, 200);
-    server.database.client.close();
+    libsqlOf(server.database).client.close();
     try {
       const res = await fetch(`${server.url}/readyz`);
       assert.equal(res.status, 503);
@@ -109,7 +109,7 @@ describe('real HTTP server on port 0 with a file database', () => {
       assert.match(body.detail, /database unreachable/);
     } finally {
       // reopen so later tests and shutdown keep working
-      await (server.database.client as unknown as { reconnect(): Promise<void> }).reconnect();
+      await (libsqlOf(server.database).client as unknown as { reconnect(): Promise<void> }).reconnect();
     }
   });
 });
@@ -131,7 +131,7 @@ describe('persistence and hash upgrades across restarts', () => {
         const login = await post(server.url, '/login', { username: 'persistent', password: GOOD_PASSWORD });
         assert.equal(login.status, 200);
         assert.equal(((await login.json()) as { id: string }).id, id);
-        const rows = await server.database.client.execute({ sql: 'SELECT password_hash FROM users WHERE id = ?', args: [id] });
+        const rows = await libsqlOf(server.database).client.execute({ sql: 'SELECT password_hash FROM users WHERE id = ?', args: [id] });
         assert.match(String(rows.rows[0]!.password_hash), /^\$argon2id\$v=19\$m=24576,t=3,p=1\$/);
         const again = await post(server.url, '/login', { username: 'persistent', password: GOOD_PASSWORD });
         assert.equal(again.status, 200, 'the upgraded hash verifies');

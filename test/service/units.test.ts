@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { parseOptions } from '@node-rs/argon2';
 import { ConfigError, loadConfig } from '../../service/src/config.js';
+import { createLogger, describeError } from '../../service/src/logger.js';
+import { redactUrlPasswords } from '../../service/src/redact.js';
 import { RateLimiter } from '../../service/src/http/rate-limit.js';
 import { PasswordHasher } from '../../service/src/users/hasher.js';
 import {
@@ -50,10 +52,30 @@ describe('config', () => {
       [{ SHUTDOWN_DRAIN_SECONDS: '30', SHUTDOWN_GRACE_SECONDS: '10' }, 'SHUTDOWN_GRACE_SECONDS'],
       [{ DATABASE_MIGRATE: 'sometimes' }, 'DATABASE_MIGRATE'],
       [{ DATABASE_URL: 'mysql://x' }, 'DATABASE_URL'],
+      [{ DATABASE_URL: 'postgres://kreg:pw@db:0/kreg' }, 'DATABASE_URL'],
+      [{ DATABASE_URL: 'postgres:///kreg' }, 'DATABASE_URL'],
+      [{ DATABASE_URL: 'postgresql://db/kreg?sslmode=maybe' }, 'DATABASE_URL'],
+      [{ DATABASE_URL: 'http://db:65536' }, 'DATABASE_URL'],
+      [{ DATABASE_POOL_SIZE: '0' }, 'DATABASE_POOL_SIZE'],
     ];
     for (const [env, variable] of bad) {
       assert.throws(() => loadConfig(env), (e: unknown) => e instanceof ConfigError && e.variable === variable, JSON.stringify(env));
     }
+  });
+
+  test('PostgreSQL URLs in libpq\'s URI form are accepted; the pool defaults to 4', () => {
+    for (const url of ['postgres://kreg:pw@db:5432/kreg', 'postgresql://kreg@db/kreg?sslmode=require', 'postgres://db.example/kreg?sslmode=verify-full']) {
+      assert.equal(loadConfig({ DATABASE_URL: url }).database.url, url);
+    }
+    assert.equal(loadConfig({}).database.poolSize, 4);
+    assert.equal(loadConfig({ DATABASE_POOL_SIZE: '10' }).database.poolSize, 10);
+  });
+
+  test('a refused DATABASE_URL is echoed without its password', () => {
+    assert.throws(
+      () => loadConfig({ DATABASE_URL: 'postgres://kreg:p@ss:w0rd@db:99999/kreg' }),
+      (e: unknown) => e instanceof ConfigError && !e.message.includes('w0rd') && e.message.includes('postgres://kreg:[redacted]@db:99999/kreg'),
+    );
   });
 
   test('the auth token is never echoed in an error', () => {
@@ -192,5 +214,27 @@ describe('password hasher', () => {
     clearInterval(watcher);
     assert.ok(peak >= 1 && peak <= 2, `peak ${peak}`);
     assert.deepEqual(hasher.stats(), { inFlight: 0, queued: 0, rejected: 0 });
+  });
+});
+
+describe('redaction', () => {
+  test('a URL\'s password is replaced wherever the URL sits; nothing else changes', () => {
+    assert.equal(redactUrlPasswords('connect postgres://kreg:s3cret@db:5432/kreg failed'), 'connect postgres://kreg:[redacted]@db:5432/kreg failed');
+    assert.equal(redactUrlPasswords('{"url":"libsql://u:p%40ss@host"}'), '{"url":"libsql://u:[redacted]@host"}');
+    assert.equal(redactUrlPasswords('two: postgres://a:x@h1/d and https://b:y@h2/'), 'two: postgres://a:[redacted]@h1/d and https://b:[redacted]@h2/');
+    assert.equal(redactUrlPasswords('an unencoded @ in it: postgres://kreg:p@ss@db/kreg'), 'an unencoded @ in it: postgres://kreg:[redacted]@db/kreg');
+    for (const plain of ['postgres://kreg@db/kreg', 'http://db:8080/x', 'mail me: a@b.c', 'no url']) assert.equal(redactUrlPasswords(plain), plain);
+  });
+
+  test('log lines and described errors carry no URL password', () => {
+    const lines: string[] = [];
+    const logger = createLogger('info', { write: (l: string) => void lines.push(l) });
+    logger.info({ url: 'postgres://kreg:hunter22@db/kreg' }, 'opening');
+    logger.error(describeError(new Error('getaddrinfo failed for postgres://kreg:hunter22@db/kreg')), 'failed');
+    assert.equal(lines.length, 2);
+    for (const line of lines) {
+      assert.ok(!line.includes('hunter22'), line);
+      assert.match(line, /kreg:\[redacted\]@db/);
+    }
   });
 });

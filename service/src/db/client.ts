@@ -6,22 +6,76 @@ import { drizzle, type LibSQLDatabase } from 'drizzle-orm/libsql';
 import { migrate } from 'drizzle-orm/libsql/migrator';
 import { ConfigError } from '../config.js';
 import { ENV } from '../contract.js';
-import { DatabaseGuard, DatabaseRefusedError, DatabaseUnavailableError } from './guard.js';
+import { causeChain, DatabaseGuard, DatabaseRefusedError, DatabaseUnavailableError } from './guard.js';
+import { migratePostgres, openPostgres, type PostgresDatabase } from './postgres.js';
 import * as schema from './schema.js';
+import { LibsqlUserStore, PostgresUserStore, type UserStore } from '../users/store.js';
 
-export type Database = LibSQLDatabase<typeof schema> & { $client: Client };
+export type { PostgresDatabase } from './postgres.js';
+export type LibsqlDatabase = LibSQLDatabase<typeof schema> & { $client: Client };
 
-export interface DatabaseHandle {
-  db: Database;
-  client: Client;
-  /** True for a local file (embedded, single writer); false for a libsql server. */
+interface HandleBase {
+  /** True for a local file (embedded, single writer); false for a server many replicas share. */
   embedded: boolean;
-  /** Closes the connection; resolves once its sockets are gone (bounded), so a WebSocket says goodbye. */
+  /** Closes the connections; resolves once their sockets are gone (bounded). */
   close(): Promise<void>;
+}
+
+/** A libsql database: the embedded file, or a libsql server (sqld, Turso). */
+export interface LibsqlHandle extends HandleBase {
+  kind: 'libsql';
+  db: LibsqlDatabase;
+  client: Client;
+}
+
+/** A PostgreSQL database, through a bounded pool. */
+export interface PostgresHandle extends HandleBase {
+  kind: 'postgres';
+  db: PostgresDatabase;
+  /** Applies the migrations on a connection of its own (see migratePostgres). */
+  migrate(): Promise<void>;
+}
+
+export type DatabaseHandle = LibsqlHandle | PostgresHandle;
+
+export function isPostgresUrl(url: string): boolean {
+  return /^postgres(ql)?:\/\//.test(url);
+}
+
+export interface OpenOptions {
+  url: string;
+  authToken?: string;
+  timeoutMs: number;
+  /** Most connections at a time (PostgreSQL). */
+  poolSize?: number;
+  /** Where the server's notices go (PostgreSQL). */
+  onNotice?: (notice: { severity?: string; code?: string; message?: string }) => void;
+}
+
+/** Opens the database the URL names: PostgreSQL for postgres:// and postgresql://, libsql otherwise. */
+export async function openDatabase(opts: OpenOptions): Promise<DatabaseHandle> {
+  if (isPostgresUrl(opts.url)) {
+    const db = openPostgres({ url: opts.url, timeoutMs: opts.timeoutMs, poolSize: opts.poolSize ?? 4, ...(opts.onNotice ? { onNotice: opts.onNotice } : {}) });
+    return {
+      kind: 'postgres',
+      db,
+      embedded: false,
+      migrate: () => migratePostgres(opts.url, PG_MIGRATIONS_DIR, Math.max(5, opts.timeoutMs / 1000)),
+      close: () => db.$client.end({ timeout: 2 }),
+    };
+  }
+  return openLibsql(opts);
+}
+
+/** The user store over an open database. */
+export function userStoreOf(handle: DatabaseHandle, guard: DatabaseGuard): UserStore {
+  return handle.kind === 'postgres' ? new PostgresUserStore(handle.db, guard) : new LibsqlUserStore(handle.db, guard);
 }
 
 /** `service/drizzle` in the source tree and `build/service/drizzle` in the built image. */
 export const MIGRATIONS_DIR = fileURLToPath(new URL('../../drizzle', import.meta.url));
+/** The PostgreSQL migrations, beside them (drizzle-kit writes one folder per dialect). */
+export const PG_MIGRATIONS_DIR = fileURLToPath(new URL('../../drizzle-pg', import.meta.url));
 
 export function isEmbeddedUrl(url: string): boolean {
   return url.startsWith('file:') || url === ':memory:';
@@ -40,7 +94,7 @@ export function filePathOf(url: string): string | undefined {
  * which lets readers (readiness checks) proceed while a registration commits. SQLite's default
  * `synchronous=FULL` is kept: an acknowledged registration survives a power cut.
  */
-export async function openDatabase(opts: { url: string; authToken?: string; timeoutMs: number }): Promise<DatabaseHandle> {
+async function openLibsql(opts: OpenOptions): Promise<LibsqlHandle> {
   const path = filePathOf(opts.url);
   if (path) mkdirSync(dirname(path), { recursive: true });
   const embedded = isEmbeddedUrl(opts.url);
@@ -62,6 +116,7 @@ export async function openDatabase(opts: { url: string; authToken?: string; time
     await client.execute(`PRAGMA busy_timeout = ${Math.round(opts.timeoutMs)}`);
   }
   return {
+    kind: 'libsql',
     db: drizzle(client, { schema }),
     client,
     embedded,
@@ -85,9 +140,13 @@ async function socketsGone(ms: number): Promise<void> {
   while (open() && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
 }
 
-/** Applies pending migrations. Idempotent: already-applied migrations are skipped. */
+/**
+ * Applies pending migrations. Idempotent: already-applied migrations are skipped. On PostgreSQL
+ * several migrators may run at once (an advisory lock makes them take turns).
+ */
 export async function migrateDatabase(handle: DatabaseHandle): Promise<void> {
-  await migrate(handle.db, { migrationsFolder: MIGRATIONS_DIR });
+  if (handle.kind === 'postgres') await handle.migrate();
+  else await migrate(handle.db, { migrationsFolder: MIGRATIONS_DIR });
 }
 
 /**
@@ -95,6 +154,15 @@ export async function migrateDatabase(handle: DatabaseHandle): Promise<void> {
  * even when it matches no row, so it succeeds only when a registration could.
  */
 const WRITE_PROBE_SQL = 'UPDATE users SET id = id WHERE 0';
+const PG_WRITE_PROBE_SQL = 'UPDATE users SET id = id WHERE false';
+
+function writeProbe(handle: DatabaseHandle): PromiseLike<unknown> {
+  return handle.kind === 'postgres' ? handle.db.$client.unsafe(PG_WRITE_PROBE_SQL) : handle.client.execute(WRITE_PROBE_SQL);
+}
+
+function ping(handle: DatabaseHandle): PromiseLike<unknown> {
+  return handle.kind === 'postgres' ? handle.db.$client.unsafe('SELECT 1') : handle.client.execute('SELECT 1');
+}
 
 /**
  * Readiness of the database for this process. Normally a cheap round trip (`SELECT 1`). While the
@@ -105,8 +173,8 @@ const WRITE_PROBE_SQL = 'UPDATE users SET id = id WHERE 0';
 export async function checkDatabase(handle: DatabaseHandle, guard: DatabaseGuard): Promise<void> {
   const writesFailing = guard.writeFailure !== undefined;
   try {
-    if (writesFailing) await guard.write('write probe', () => handle.client.execute(WRITE_PROBE_SQL));
-    else await guard.read('ping', () => handle.client.execute('SELECT 1'));
+    if (writesFailing) await guard.write('write probe', () => writeProbe(handle));
+    else await guard.read('ping', () => ping(handle));
   } catch (err) {
     if (err instanceof DatabaseRefusedError) throw new Error(`database refused the request: ${err.reason}`, { cause: err });
     const reason = err instanceof DatabaseUnavailableError ? err.reason : err instanceof Error ? err.message : String(err);
@@ -132,10 +200,11 @@ export async function verifyRemoteAccess(
   let delay = 250;
   for (;;) {
     try {
-      await guard.write('start-up check', () => handle.client.execute(WRITE_PROBE_SQL));
+      await guard.write('start-up check', () => writeProbe(handle));
       return { reachable: true };
     } catch (err) {
-      if (err instanceof DatabaseRefusedError) throw new ConfigError(ENV.databaseAuthToken, `is refused by the database: ${err.reason}`);
+      // PostgreSQL's credentials are part of the URL; a libsql server's are the token.
+      if (err instanceof DatabaseRefusedError) throw new ConfigError(handle.kind === 'postgres' ? ENV.databaseUrl : ENV.databaseAuthToken, `is refused by the database: ${err.reason}`);
       if (err instanceof DatabaseUnavailableError) {
         if (Date.now() + delay > deadline) return { reachable: false, reason: err.reason };
         options.onRetry?.(err.reason, delay);
@@ -143,8 +212,17 @@ export async function verifyRemoteAccess(
         delay = Math.min(delay * 2, 5000);
         continue;
       }
-      if (/no such table/i.test(err instanceof Error ? err.message : String(err))) return { reachable: true };
+      if (isUndefinedTable(err)) return { reachable: true };
       throw err;
     }
   }
+}
+
+/** "no such table" (libsql) or SQLSTATE 42P01 undefined_table (PostgreSQL): the database answered. */
+function isUndefinedTable(err: unknown): boolean {
+  for (const { code, message } of causeChain(err)) {
+    if (code === '42P01') return true;
+    if (typeof message === 'string' && /no such table/i.test(message)) return true;
+  }
+  return false;
 }

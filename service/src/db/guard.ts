@@ -47,6 +47,8 @@ const TRANSIENT_CODES = new Set([
   'EHOSTUNREACH',
   'ENETUNREACH',
   'EAI_AGAIN',
+  // A name that does not resolve yet (a Service about to be created) may resolve in a moment.
+  'ENOTFOUND',
   'UND_ERR_SOCKET',
   'UND_ERR_CONNECT_TIMEOUT',
   'UND_ERR_HEADERS_TIMEOUT',
@@ -56,7 +58,36 @@ const TRANSIENT_CODES = new Set([
   // and the stream it carried was closed with it. The next request opens a new connection.
   'HRANA_WEBSOCKET_ERROR',
   'HRANA_CLOSED_ERROR',
+  // postgres.js: the connection closed, failed to open in time, or no pooled connection freed up
+  // in time; a statement past its deadline (cancelled), or cancelled without an answer.
+  'CONNECTION_CLOSED',
+  'CONNECTION_DESTROYED',
+  'CONNECTION_ENDED',
+  'CONNECT_TIMEOUT',
+  'QUEUE_TIMEOUT',
+  'QUERY_TIMEOUT',
+  'CANCEL_UNANSWERED',
+  // PostgreSQL SQLSTATEs: the server is shutting down or restarting (57P01-57P03), has no
+  // connection slot left (53300), cancelled a statement past statement_timeout (57014), or gave up
+  // a lock (55P03 lock_not_available, 40P01 deadlock, 40001 serialization).
+  '57P01',
+  '57P02',
+  '57P03',
+  '53300',
+  '57014',
+  '55P03',
+  '40P01',
+  '40001',
 ]);
+
+/** PostgreSQL SQLSTATEs that refuse the request for good, and what an operator should check. */
+const PG_REFUSALS: Record<string, string> = {
+  '28P01': 'the server refused the credentials (28P01 invalid_password): check the user and password in DATABASE_URL',
+  '28000': 'the server refused the login (28000 invalid_authorization_specification): check the user in DATABASE_URL and pg_hba.conf',
+  '3D000': 'the database does not exist (3D000 invalid_catalog_name): check the database name in DATABASE_URL',
+  '42501': 'the role lacks a privilege (42501 insufficient_privilege): grant it on the users table',
+  '25006': 'the database is read-only for this role or server (25006 read_only_sql_transaction): point DATABASE_URL at the primary',
+};
 
 /** `err` and its causes, outermost first (drizzle wraps the driver's error, which wraps the transport's). */
 export function* causeChain(err: unknown, max = 6): Generator<Record<string, unknown>> {
@@ -74,6 +105,7 @@ const REFUSAL_CODES = new Set(['SQLITE_READONLY', 'SQLITE_AUTH', 'SQLITE_PERM'])
 function refusalReason(err: unknown): string | undefined {
   for (const e of causeChain(err)) {
     const { code, extendedCode, status } = e;
+    if (typeof code === 'string' && code in PG_REFUSALS) return PG_REFUSALS[code];
     if (status === 401) return 'the server refused the credentials (HTTP 401): check DATABASE_AUTH_TOKEN';
     if (status === 403) return 'the token is not allowed to do this (HTTP 403): check DATABASE_AUTH_TOKEN';
     for (const c of [code, extendedCode]) {
@@ -91,6 +123,8 @@ function transientReason(err: unknown): string | undefined {
     if (e instanceof DeadlineExceededError) return e.message;
     const { code, name, message, status } = e;
     if (typeof code === 'string' && TRANSIENT_CODES.has(code)) return typeof message === 'string' && message ? `${code}: ${message}` : code;
+    // SQLSTATE class 08: connection exceptions.
+    if (typeof code === 'string' && /^08[0-9A-Z]{3}$/.test(code)) return typeof message === 'string' && message ? `${code}: ${message}` : code;
     // A server that is up but failing (5xx, 429): the same request may succeed in a moment.
     if (typeof status === 'number' && (status >= 500 || status === 429)) return `the server answered HTTP ${status}`;
     // fetch aborted by the per-request signal (see `abortableFetch` in client.ts)
