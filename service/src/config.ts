@@ -48,6 +48,11 @@ const databaseUrl = z
       ctx.addIssue({ code: 'custom', message: 'is not a valid URL' });
       return;
     }
+    // A libsql client cannot send credentials in the URL (fetch refuses such a request, with a
+    // stack at the first query); the token has its own variable.
+    if (!/^postgres/.test(url) && (parsed.username || parsed.password)) {
+      ctx.addIssue({ code: 'custom', message: `must not carry a user or password for a libsql server; put the token in ${ENV.databaseAuthToken}` });
+    }
     if (/^postgres/.test(url)) {
       if (!parsed.hostname) ctx.addIssue({ code: 'custom', message: 'names no host (postgres://user:password@host:5432/database)' });
       const sslmode = parsed.searchParams.get('sslmode');

@@ -486,6 +486,15 @@ describe('remote mode at start-up: a refused token stops the process with one li
       );
       assert.ok(!(refused.stdout + refused.stderr).includes('wrong-token-456'));
 
+      // A proxy's or a hosted server's 401 with {"message": "Unauthorized"}: the same one line.
+      db.setFault({ kind: 'status', status: 401, message: 'Unauthorized', bodyKey: 'message' });
+      const proxied = await runChild('service/src/server.ts', serverEnv(db.url, 'right-token-123'));
+      assert.equal(proxied.status, 2, proxied.stdout + proxied.stderr);
+      assert.equal(
+        proxied.stderr.trim(),
+        'kreg-registration: invalid configuration: DATABASE_AUTH_TOKEN is refused by the database: the server refused the credentials (HTTP 401): check DATABASE_AUTH_TOKEN',
+      );
+
       db.setFault({ kind: 'readonly' });
       const readOnly = await runChild('service/src/server.ts', serverEnv(db.url, 'right-token-123'));
       assert.equal(readOnly.status, 2, readOnly.stdout + readOnly.stderr);

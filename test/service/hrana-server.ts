@@ -49,8 +49,11 @@ export type Fault =
   | { kind: 'hang' }
   /** Answer correctly, but only after `ms`. */
   | { kind: 'delay'; ms: number }
-  /** Answer with this HTTP status and a sqld-like error body, executing nothing. */
-  | { kind: 'status'; status: number; message: string }
+  /**
+   * Answer with this HTTP status and an error body, executing nothing: sqld's `{"error": …}`, or
+   * `{"message": …}` as proxies and hosted servers answer.
+   */
+  | { kind: 'status'; status: number; message: string; bodyKey?: 'error' | 'message' }
   /** Destroy the connection as soon as the request arrives. */
   | { kind: 'drop' }
   /** Serve reads; refuse every write with SQLITE_READONLY (as a read-only token does). */
@@ -112,7 +115,7 @@ export async function startHranaServer(opts: { path: string; token?: string }): 
       return;
     }
     if (active.kind === 'status') {
-      res.writeHead(active.status, { 'content-type': 'application/json' }).end(JSON.stringify({ error: active.message }));
+      res.writeHead(active.status, { 'content-type': 'application/json' }).end(JSON.stringify({ [active.bodyKey ?? 'error']: active.message }));
       return;
     }
     if (opts.token !== undefined && req.headers.authorization !== `Bearer ${opts.token}`) {

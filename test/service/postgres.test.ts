@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
+import postgres from 'postgres';
 import { after, before, describe, it } from 'node:test';
 import { postgresBinDir, startPostgres, type TestPostgres } from '../postgres.js';
 import { GOOD_PASSWORD, json, startTestServer, tempDir, watchLogLine } from './helpers.js';
@@ -151,7 +152,7 @@ describe('the service on PostgreSQL', { skip, timeout: 180_000 }, () => {
     }
   });
 
-  it('stopped under load and started again: 503 database-unavailable with Retry-After meanwhile, then it heals without a restart; nothing acknowledged is lost', async () => {
+  for (const mode of ['fast', 'immediate'] as const) it(`stopped (${mode}) under load and started again: 503 database-unavailable with Retry-After meanwhile, then it heals without a restart; nothing acknowledged is lost`, async () => {
     const dir = tempDir();
     const server = await startTestServer(dir.path, { DATABASE_URL: pg.url, DATABASE_TIMEOUT_MS: '1000', HASH_CONCURRENCY: '2' });
     try {
@@ -161,7 +162,7 @@ describe('the service on PostgreSQL', { skip, timeout: 180_000 }, () => {
       let running = true;
       const load = (async () => {
         while (running) {
-          const username = `load${n++}`;
+          const username = `${mode}-load${n++}`;
           const res = await fetch(`${server.url}/register`, json({ username, password: GOOD_PASSWORD }));
           const body = (await res.json()) as { type?: string };
           if (res.status === 201) acknowledged.push(username);
@@ -174,7 +175,7 @@ describe('the service on PostgreSQL', { skip, timeout: 180_000 }, () => {
         }
       })();
       await new Promise((r) => setTimeout(r, 500));
-      await pg.stop('fast');
+      await pg.stop(mode);
       await new Promise((r) => setTimeout(r, 1500));
       await pg.start();
       // The pool replaces its dead connections by itself: registrations succeed again.
@@ -185,9 +186,9 @@ describe('the service on PostgreSQL', { skip, timeout: 180_000 }, () => {
       await load;
       assert.ok(acknowledged.length >= before + 3, `no registration succeeded after the restart: ${JSON.stringify(Object.fromEntries(outcomes))}`);
       assert.ok((outcomes.get('503') ?? 0) > 0, 'the outage was never seen');
-      const stored = new Set(pg.admin('SELECT username FROM users').trim().split('\n'));
+      const stored = new Set(pg.admin(`SELECT username FROM users WHERE username LIKE '${mode}-load%'`).trim().split('\n'));
       for (const u of acknowledged) assert.ok(stored.has(u), `${u} was acknowledged (201) and is not stored`);
-      console.log(`# PostgreSQL fast restart under load: ${JSON.stringify(Object.fromEntries(outcomes))}`);
+      console.log(`# PostgreSQL ${mode} stop and start under load: ${JSON.stringify(Object.fromEntries(outcomes))}`);
       assert.equal((await fetch(`${server.url}/readyz`)).status, 200);
     } finally {
       await server.shutdown('test');
@@ -220,6 +221,87 @@ describe('the service on PostgreSQL', { skip, timeout: 180_000 }, () => {
     } finally {
       pg.thaw();
       await server.shutdown('test');
+      dir.remove();
+    }
+  });
+  it('privileges revoked, then a read-only server (a failover onto a standby): 503 database-refused, logged once; restored, it serves again', async () => {
+    const dir = tempDir();
+    const server = await startTestServer(dir.path, { DATABASE_URL: pg.url, DATABASE_TIMEOUT_MS: '1000' });
+    const register = async (username: string) => {
+      const res = await fetch(`${server.url}/register`, json({ username, password: GOOD_PASSWORD }));
+      return { status: res.status, retryAfter: res.headers.get('retry-after'), body: (await res.json()) as { type?: string; detail?: string } };
+    };
+    const refusals = () => server.logs.lines.filter((l) => l.includes('database refused the request; requests answer 503')).length;
+    try {
+      assert.equal((await register('priv-before')).status, 201);
+      pg.admin('REVOKE INSERT, UPDATE ON users FROM kreg');
+      for (let i = 0; i < 3; i++) {
+        const r = await register(`priv-revoked-${i}`);
+        assert.equal(r.status, 503, JSON.stringify(r.body));
+        assert.equal(r.body.type, 'urn:kreg:problem:database-refused');
+        assert.equal(r.retryAfter, null, 'retrying cannot help until someone fixes it');
+      }
+      assert.equal(refusals(), 1, 'one log line for the refusal, not one per request');
+      assert.ok(server.logs.lines.some((l) => /42501 insufficient_privilege/.test(l)));
+      pg.admin('GRANT INSERT, UPDATE ON users TO kreg');
+      assert.equal((await register('priv-restored')).status, 201);
+
+      // New sessions are read-only, and the old ones are cut, as a failover does.
+      pg.admin('ALTER DATABASE kreg SET default_transaction_read_only = on', 'postgres');
+      pg.admin("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'kreg'", 'postgres');
+      let last = await register('ro-0');
+      for (let i = 1; i < 10 && last.body.type !== 'urn:kreg:problem:database-refused'; i++) last = await register(`ro-${i}`);
+      assert.equal(last.body.type, 'urn:kreg:problem:database-refused', JSON.stringify(last.body));
+      assert.ok(server.logs.lines.some((l) => /25006 read_only_sql_transaction/.test(l)));
+      pg.admin('ALTER DATABASE kreg SET default_transaction_read_only = off', 'postgres');
+      pg.admin("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'kreg'", 'postgres');
+      let back = 0;
+      for (let i = 0; i < 10 && back !== 201; i++) back = (await register(`rw-${i}`)).status;
+      assert.equal(back, 201, 'writable again, without a restart');
+    } finally {
+      pg.admin('ALTER DATABASE kreg SET default_transaction_read_only = off', 'postgres');
+      pg.admin('GRANT INSERT, UPDATE ON users TO kreg');
+      await server.shutdown('test');
+      dir.remove();
+    }
+  });
+
+  it('no connection slot left (53300): the service starts unready and answers 503 with Retry-After; slots freed, it serves', { timeout: 60_000 }, async () => {
+    const small = await startPostgres({ maxConnections: 6 }); // 3 of them are reserved for superusers
+    const hogs: Array<ReturnType<typeof postgres>> = [];
+    const dir = tempDir();
+    try {
+      const migrated = await migrateProcess(small.url);
+      assert.equal(migrated.code, 0, migrated.output);
+      for (let i = 0; i < 3; i++) {
+        const hog = postgres(small.url, { max: 1, onnotice: false });
+        await hog`select 1`;
+        hogs.push(hog);
+      }
+      const server = await startTestServer(dir.path, { DATABASE_URL: small.url, DATABASE_TIMEOUT_MS: '1000', DATABASE_STARTUP_WAIT_SECONDS: '0' });
+      try {
+        // postgres.js retries a connection the server refuses for want of a slot, so the start-up
+        // check meets its deadline rather than the 53300 itself; either way: unready, and 503s.
+        assert.ok(server.logs.lines.some((l) => /database still unreachable; starting unready/.test(l)), server.logs.text);
+        assert.equal((await fetch(`${server.url}/readyz`)).status, 503);
+        const res = await fetch(`${server.url}/register`, json({ username: 'no-slot', password: GOOD_PASSWORD }));
+        assert.equal(res.status, 503);
+        assert.equal(((await res.json()) as { type: string }).type, 'urn:kreg:problem:database-unavailable');
+        assert.match(res.headers.get('retry-after') ?? '', /^\d+$/);
+        await Promise.all(hogs.splice(0).map((h) => h.end()));
+        let status = 0;
+        for (let i = 0; i < 20 && status !== 201; i++) {
+          status = (await fetch(`${server.url}/register`, json({ username: `slot-${i}`, password: GOOD_PASSWORD }))).status;
+          if (status !== 201) await new Promise((r) => setTimeout(r, 200));
+        }
+        assert.equal(status, 201);
+        assert.equal((await fetch(`${server.url}/readyz`)).status, 200);
+      } finally {
+        await server.shutdown('test');
+      }
+    } finally {
+      await Promise.all(hogs.map((h) => h.end()));
+      await small.remove();
       dir.remove();
     }
   });

@@ -57,6 +57,7 @@ describe('config', () => {
       [{ DATABASE_URL: 'postgresql://db/kreg?sslmode=maybe' }, 'DATABASE_URL'],
       [{ DATABASE_URL: 'http://db:65536' }, 'DATABASE_URL'],
       [{ DATABASE_POOL_SIZE: '0' }, 'DATABASE_POOL_SIZE'],
+      [{ DATABASE_URL: 'libsql://kreg:token@db.example' }, 'DATABASE_URL'],
     ];
     for (const [env, variable] of bad) {
       assert.throws(() => loadConfig(env), (e: unknown) => e instanceof ConfigError && e.variable === variable, JSON.stringify(env));

@@ -129,8 +129,29 @@ async function openLibsql(opts: OpenOptions): Promise<LibsqlHandle> {
   };
 }
 
+/** An HTTP answer that refuses (401, 403) or fails (429, 5xx) the request, whatever its body says. */
+export class DatabaseHttpError extends Error {
+  constructor(readonly status: number) {
+    super(`the database server answered HTTP ${status}`);
+    this.name = 'DatabaseHttpError';
+  }
+}
+
+/**
+ * fetch for the libsql client: aborted shortly after the deadline, and an answer that refuses or
+ * fails the request turned into an error that carries its status. The client would read such a
+ * body as a statement's error when it is JSON with a `message` (as proxies and hosted servers send
+ * `{"message": "Unauthorized"}`), losing the status the guard classifies by.
+ */
 function abortableFetch(ms: number) {
-  return (request: Request) => fetch(request, { signal: AbortSignal.timeout(ms) });
+  return async (request: Request) => {
+    const response = await fetch(request, { signal: AbortSignal.timeout(ms) });
+    if (response.status === 401 || response.status === 403 || response.status === 429 || response.status >= 500) {
+      await response.body?.cancel().catch(() => {});
+      throw new DatabaseHttpError(response.status);
+    }
+    return response;
+  };
 }
 
 /** Resolves when the process has no open TCP/TLS sockets left, or after `ms`. */
