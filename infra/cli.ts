@@ -5,25 +5,12 @@
  */
 import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
+import { COMMANDS, ENVIRONMENT_NAMES, parseDuration, UsageError, type BuildInfo, type Cli, type Command, type Io } from './cli/args.js';
 import { EXIT } from './cli/render.js';
-import type { ClientOptions } from './engine/client.js';
 
-/**
- * The named environments (infra/spec.ts NAMED_SPECS), spelled here so that parsing arguments and
- * printing help load no schema library; a test keeps them equal to the spec's.
- */
-export const ENVIRONMENT_NAMES = ['dev', 'prod'] as const;
-
-/** KubeClient.create's options from --kubeconfig and --context; without --kubeconfig, `environ`'s KUBECONFIG. */
-export function clientOptions(kubeconfig: string | undefined, context: string | undefined, environ: NodeJS.ProcessEnv): ClientOptions {
-  const file = kubeconfig ?? environ.KUBECONFIG;
-  return { ...(file ? { kubeconfig: file } : {}), ...(context ? { context } : {}) };
-}
-/** Each environment's namespace (NAMED_SPECS[env].namespace), for commands that do not synthesize. */
-export const ENVIRONMENT_NAMESPACES: Record<(typeof ENVIRONMENT_NAMES)[number], string> = { dev: 'kreg-dev', prod: 'kreg-prod' };
-
-const COMMANDS = ['synth', 'diff', 'deploy', 'status', 'rollback', 'destroy', 'verify'] as const;
-type Command = (typeof COMMANDS)[number];
+// The shared parts live in cli/args.ts (so the commands do not import back from this entry point);
+// they are re-exported for whoever used them from here.
+export { clientOptions, ENVIRONMENT_NAMES, ENVIRONMENT_NAMESPACES, parseDuration, type BuildInfo, type Cli, type Io } from './cli/args.js';
 
 const EXIT_CODES = `Exit codes:
   0  success (diff: no changes)
@@ -147,36 +134,6 @@ ${COMMON}
 ${EXIT_CODES}`,
 };
 
-export interface Cli {
-  command: Command;
-  env: string;
-  /** Any manifests instead of an environment: the ApplySet `name` in `namespace`, objects from `filename`. */
-  set?: { name: string; namespace: string; filename?: string; app?: string };
-  image?: string;
-  outdir?: string;
-  kubeconfig?: string;
-  context?: string;
-  json: boolean;
-  timeoutMs: number;
-  wait: boolean;
-  prune: boolean;
-  forceConflicts: boolean;
-  /** Take over existing objects the set did not create. */
-  adopt: boolean;
-  includeKept: boolean;
-  to?: number;
-}
-
-class UsageError extends Error {}
-
-export function parseDuration(text: string): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
-  if (!m) throw new UsageError(`--timeout: "${text}" is not a duration (examples: 300, 90s, 5m)`);
-  const n = Number(m[1]);
-  const unit = m[2] ?? 's';
-  return Math.round(n * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[unit]!);
-}
-
 const SET_COMMANDS: readonly Command[] = ['diff', 'deploy', 'status', 'rollback', 'destroy'];
 const NAME_PATTERN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 
@@ -271,20 +228,9 @@ export function parseCli(argv: string[], environ: NodeJS.ProcessEnv = process.en
   };
 }
 
-export interface Io {
-  stdout: NodeJS.WritableStream & { isTTY?: boolean };
-  stderr: NodeJS.WritableStream & { isTTY?: boolean };
-}
-
-/** What the bin knows of the code it runs. */
-export interface BuildInfo {
-  /** The bundle's build id (build/cli/build-id); absent when running from source. */
-  id?: string;
-}
-
 export async function run(argv: string[], io: Io = { stdout: process.stdout, stderr: process.stderr }, environ = process.env, build: BuildInfo = {}): Promise<number> {
   if (argv[0] === 'operator') {
-    const { operatorCommand } = await import('./operator/command.js');
+    const { operatorCommand } = await import('./cli/operator.js');
     return operatorCommand(argv.slice(1), io, environ);
   }
   if (argv[0] === 'dev') {

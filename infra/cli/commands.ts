@@ -5,10 +5,10 @@
  */
 import { TableRenderer, type TerminalOut } from './table.js';
 import { EXIT, exitCodeOf, LineRenderer, printFailure, renderDiff, renderStatus } from './render.js';
-import { chooseRevision, deploy, destroy, diff, KubeClient, rollback, status, toEngineError, type DeployReport, type EngineEvent, type KubeObject, type Target } from '../engine/index.js';
+import { chooseRevision, deploy, destroy, diff, KEPT_BY_ANNOTATION, KubeClient, rollback, status, toEngineError, type DeployReport, type EngineEvent, type KubeObject, type Target } from '../engine/index.js';
 import { verifyRegistration } from '../verify.js';
 import { readFileSync } from 'node:fs';
-import { clientOptions, ENVIRONMENT_NAMESPACES, type BuildInfo, type Cli, type Io } from '../cli.js';
+import { type BuildInfo, type Cli, clientOptions, ENVIRONMENT_NAMESPACES, type Io, kubeconfigProblem } from './args.js';
 import { synthCache } from './synth-cache.js';
 
 /** Where kreg records what it owns for an environment: Secret `kreg-<env>` in the env's namespace. */
@@ -79,7 +79,7 @@ export async function execute(cli: Cli, io: Io, environ: NodeJS.ProcessEnv, buil
   try {
     client = await KubeClient.create(clientOptions(cli.kubeconfig, cli.context, environ));
   } catch (err) {
-    io.stderr.write(`kreg ${cli.command}: cannot load the kubeconfig: ${(err as Error).message}\n`);
+    io.stderr.write(`kreg ${cli.command}: cannot load the kubeconfig: ${kubeconfigProblem(err)}\n`);
     return EXIT.usage;
   }
   // Live lines go to stderr with --output json, so stdout holds nothing but the report.
@@ -153,7 +153,15 @@ export async function execute(cli: Cli, io: Io, environ: NodeJS.ProcessEnv, buil
         return !s.deployed ? EXIT.usage : s.ready ? EXIT.ok : EXIT.failed;
       }
       case 'destroy': {
-        const report = await destroy(client, target, { includeKept: cli.includeKept, wait: cli.wait, timeoutMs: cli.timeoutMs, onEvent });
+        // The engine says why an object stays; the flag that deletes it anyway is this command's.
+        const withFlag = (why: string) => (why === KEPT_BY_ANNOTATION ? `${why} (--include-kept deletes it)` : why);
+        const report = await destroy(client, target, {
+          includeKept: cli.includeKept,
+          wait: cli.wait,
+          timeoutMs: cli.timeoutMs,
+          onEvent: (e) => onEvent(e.type === 'prune' && e.why ? { ...e, why: withFlag(e.why) } : e),
+        });
+        report.kept = report.kept.map((k) => ({ ...k, why: withFlag(k.why) }));
         renderer.close?.(report.ok ? `${report.deleted.length} deleted, ${report.kept.length} kept` : 'still terminating');
         if (cli.json) emit(report);
         else if (report.absent) say(`nothing to destroy: no ApplySet ${target.set.namespace}/${target.set.name}`);

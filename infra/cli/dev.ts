@@ -12,7 +12,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, watch, type FSWatcher } from 'node:fs';
 import { join, sep } from 'node:path';
 import { parseArgs } from 'node:util';
-import { clientOptions, ENVIRONMENT_NAMES, ENVIRONMENT_NAMESPACES, parseDuration, type Io } from '../cli.js';
+import { clientOptions, ENVIRONMENT_NAMES, ENVIRONMENT_NAMESPACES, type Io, kubeconfigProblem, parseDuration } from './args.js';
 import { followPodLog, KubeClient } from '../engine/index.js';
 import { openServiceTunnel, type ServiceTunnel } from '../engine/tunnel.js';
 import { EXIT } from './render.js';
@@ -201,7 +201,7 @@ export async function devCommand(argv: string[], io: Io, environ: NodeJS.Process
   try {
     client = await KubeClient.create(clientOptions(opts.kubeconfig, opts.context, environ));
   } catch (err) {
-    io.stderr.write(`kreg dev: cannot load the kubeconfig: ${(err as Error).message}\n`);
+    io.stderr.write(`kreg dev: cannot load the kubeconfig: ${kubeconfigProblem(err)}\n`);
     return EXIT.usage;
   }
   let transfer: Transfer;

@@ -16,20 +16,18 @@ import { createServer, type Server } from 'node:http';
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
-import { clientOptions, parseDuration } from '../cli.js';
-import { EXIT, exitCodeOf, LineRenderer, printFailure } from '../cli/render.js';
+import { clientOptions, kubeconfigProblem, parseDuration } from './args.js';
+import { EXIT, exitCodeOf, LineRenderer, printFailure } from './render.js';
 import { KubeClient } from '../engine/client.js';
 import { deploy } from '../engine/deploy.js';
 import { toEngineError } from '../engine/errors.js';
 import { destroy } from '../engine/lifecycle.js';
-import { describeRef, type KubeObject } from '../engine/types.js';
+import { describeRef } from '../engine/types.js';
 import { sleep } from '../engine/util.js';
-import { ADOPT_ANNOTATION } from '../engine/annotations.js';
-import { adoptionValue } from '../engine/inventory.js';
-import { DEFAULT_OPERATOR_IMAGE, DEFAULT_OPERATOR_NAMESPACE, operatorManifests, OPERATOR_NAME } from './install.js';
-import { OPERATOR_FIELD_MANAGER, RegistrationServiceController } from './controller.js';
-import { CRD_NAME, registrationServiceCrd } from './crd.js';
-import { LeaderElector } from './leader.js';
+import { RegistrationServiceController } from '../operator/controller.js';
+import { registrationServiceCrd } from '../operator/crd.js';
+import { awaitCrd, DEFAULT_OPERATOR_IMAGE, DEFAULT_OPERATOR_NAMESPACE, installCrd, operatorManifests, OPERATOR_NAME } from '../operator/install.js';
+import { LeaderElector } from '../operator/leader.js';
 
 export const OPERATOR_HELP = `Usage: kreg operator <install|uninstall|manifests|crd|run> [options]
 
@@ -125,7 +123,7 @@ export async function operatorCommand(argv: string[], io: Io, environ: NodeJS.Pr
   try {
     client = await KubeClient.create(clientOptions(values.kubeconfig as string | undefined, values.context as string | undefined, environ));
   } catch (err) {
-    io.stderr.write(`kreg operator run: cannot load the kubeconfig: ${(err as Error).message}\n`);
+    io.stderr.write(`kreg operator run: cannot load the kubeconfig: ${kubeconfigProblem(err)}\n`);
     return 2;
   }
   let server: Server | undefined;
@@ -184,49 +182,6 @@ export async function operatorCommand(argv: string[], io: Io, environ: NodeJS.Pr
   }
 }
 
-function isEstablished(crd: KubeObject | undefined): boolean {
-  return (crd?.status?.conditions ?? []).some((c: { type: string; status: string }) => c.type === 'Established' && c.status === 'True');
-}
-
-/** Applies the CRD (server-side, as kreg's field manager) and waits until it is Established. */
-export async function installCrd(client: KubeClient, log: (entry: Record<string, unknown>) => void): Promise<void> {
-  // The operator wrote this CRD, so it hands it to the set `kreg operator install` deploys (which
-  // renders the same CRD and would otherwise refuse it as an object it did not create).
-  const crd = registrationServiceCrd();
-  crd.metadata.annotations = { ...crd.metadata.annotations, [ADOPT_ANNOTATION]: adoptionValue({ name: OPERATOR_NAME, namespace: DEFAULT_OPERATOR_NAMESPACE }) };
-  await client.apply(crd, { fieldManager: OPERATOR_FIELD_MANAGER, force: true });
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    const crd = await client.get({ apiVersion: 'apiextensions.k8s.io/v1', kind: 'CustomResourceDefinition', name: CRD_NAME });
-    if (isEstablished(crd)) break;
-    if (Date.now() > deadline) throw new Error(`the CRD ${CRD_NAME} did not become Established within 60 s`);
-    await sleep(200);
-  }
-  client.forgetDiscovery('kreg.dev/v1alpha1');
-  log({ msg: 'CRD established', crd: CRD_NAME });
-}
-
-/**
- * Waits until the CRD exists and is Established, without changing it (the in-cluster operator's
- * RBAC cannot). Logs once a minute while it waits, naming the command that installs it.
- */
-export async function awaitCrd(client: KubeClient, log: (entry: Record<string, unknown>) => void, signal: AbortSignal): Promise<void> {
-  let lastSaid = 0;
-  while (!signal.aborted) {
-    const crd = await client.get({ apiVersion: 'apiextensions.k8s.io/v1', kind: 'CustomResourceDefinition', name: CRD_NAME });
-    if (isEstablished(crd)) {
-      client.forgetDiscovery('kreg.dev/v1alpha1');
-      log({ msg: 'CRD established', crd: CRD_NAME });
-      return;
-    }
-    if (Date.now() - lastSaid > 60_000) {
-      lastSaid = Date.now();
-      log({ msg: crd ? 'waiting for the CRD to be Established' : 'the CRD is not installed: run kreg operator install, or kubectl apply the output of kreg operator crd', crd: CRD_NAME });
-    }
-    await sleep(1000);
-  }
-}
-
 async function installCommand(sub: 'install' | 'uninstall' | 'manifests', argv: string[], io: Io, environ: NodeJS.ProcessEnv): Promise<number> {
   let values: Record<string, string | boolean | undefined>;
   let timeoutMs: number;
@@ -270,7 +225,7 @@ async function installCommand(sub: 'install' | 'uninstall' | 'manifests', argv: 
   try {
     client = await KubeClient.create(clientOptions(values.kubeconfig as string | undefined, values.context as string | undefined, environ));
   } catch (err) {
-    io.stderr.write(`kreg operator ${sub}: cannot load the kubeconfig: ${(err as Error).message}\n`);
+    io.stderr.write(`kreg operator ${sub}: cannot load the kubeconfig: ${kubeconfigProblem(err)}\n`);
     return EXIT.usage;
   }
   const renderer = new LineRenderer(io.stdout, Boolean((io.stdout as { isTTY?: boolean }).isTTY) && !environ.NO_COLOR);

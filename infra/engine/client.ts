@@ -52,6 +52,14 @@ export class KubeApiError extends Error {
 }
 
 /** The API server could not be reached at all (refused, DNS, TLS, timeout). */
+/** Nothing says which cluster to talk to: no file given, no KUBECONFIG, no ~/.kube/config, not in a pod. */
+export class NoKubeconfigError extends Error {
+  constructor() {
+    super('no kubeconfig found: KUBECONFIG is not set, ~/.kube/config does not exist, and this is not a pod with a service account');
+    this.name = 'NoKubeconfigError';
+  }
+}
+
 export class KubeConnectionError extends Error {
   constructor(
     readonly server: string,
@@ -611,7 +619,7 @@ export function loadKubeConfig(options: Pick<ClientOptions, 'kubeconfig' | 'cont
     const home = process.env.HOME ?? '';
     const inCluster = existsSync('/var/run/secrets/kubernetes.io/serviceaccount/token') && process.env.KUBERNETES_SERVICE_HOST;
     if (!process.env.KUBECONFIG && !existsSync(join(home, '.kube', 'config')) && !inCluster) {
-      throw new Error('no kubeconfig found: set KUBECONFIG, pass --kubeconfig <file>, or create ~/.kube/config (for the local test cluster: KUBECONFIG=.cluster/kubeconfig)');
+      throw new NoKubeconfigError();
     }
     kc.loadFromDefault();
   }

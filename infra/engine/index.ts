@@ -18,7 +18,7 @@ export { diff, type DiffReport, type ObjectDiff } from './diff.js';
 export { EngineError, toEngineError, type EngineFailure, type FailureKind } from './errors.js';
 export type { EngineEvent, EventSink } from './events.js';
 export { applySetId, parentRefOf, type ApplySetRef } from './inventory.js';
-export { chooseRevision, destroy, rollback, status, type DestroyReport, type StatusReport } from './lifecycle.js';
+export { chooseRevision, destroy, KEPT_BY_ANNOTATION, rollback, status, type DestroyReport, type StatusReport } from './lifecycle.js';
 export {
   FIELD_MANAGER,
   reconcileOnce,

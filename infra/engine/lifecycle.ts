@@ -82,6 +82,9 @@ export async function rollback(client: KubeApi, target: Target, revision: Revisi
   return { ...report, rolledBackTo: revision.number };
 }
 
+/** Why destroy keeps an object unless told to include kept ones (`includeKept`). */
+export const KEPT_BY_ANNOTATION = `annotated ${PRUNE_ANNOTATION}: ${PRUNE_NEVER}`;
+
 export interface DestroyReport {
   ok: boolean;
   deleted: ObjectRef[];
@@ -127,7 +130,7 @@ export async function destroy(
   // Deleting a namespace deletes everything in it: a namespace holding kept objects stays.
   const keptNamespaces = new Set(keptObjects.map((m) => m.metadata.namespace).filter(Boolean));
   for (const m of members) {
-    if (keep(m)) report.kept.push({ ref: refOf(m), why: `annotated ${PRUNE_ANNOTATION}: ${PRUNE_NEVER} (--include-kept deletes it)` });
+    if (keep(m)) report.kept.push({ ref: refOf(m), why: KEPT_BY_ANNOTATION });
     else if (m.kind === 'Namespace' && keptNamespaces.has(m.metadata.name)) report.kept.push({ ref: refOf(m), why: 'holds kept objects' });
   }
   for (const k of report.kept) emit({ type: 'prune', ref: k.ref, action: 'kept', why: k.why });

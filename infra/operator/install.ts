@@ -5,10 +5,13 @@
  * to be Established and the Deployment to be ready (failing fast with evidence), prunes what a
  * newer kreg no longer installs, and `kreg operator uninstall` removes exactly what it put there.
  */
-import { PRUNE_ANNOTATION, PRUNE_NEVER } from '../engine/annotations.js';
+import { ADOPT_ANNOTATION, PRUNE_ANNOTATION, PRUNE_NEVER } from '../engine/annotations.js';
+import type { KubeClient } from '../engine/client.js';
+import { adoptionValue } from '../engine/inventory.js';
 import type { KubeObject } from '../engine/types.js';
-import { CHILD_KINDS } from './controller.js';
-import { GROUP, PLURAL, registrationServiceCrd } from './crd.js';
+import { sleep } from '../engine/util.js';
+import { CHILD_KINDS, OPERATOR_FIELD_MANAGER } from './controller.js';
+import { CRD_NAME, GROUP, PLURAL, registrationServiceCrd } from './crd.js';
 
 export const OPERATOR_NAME = 'kreg-operator';
 export const DEFAULT_OPERATOR_NAMESPACE = 'kreg-system';
@@ -152,4 +155,47 @@ export function operatorManifests(options: InstallOptions): KubeObject[] {
       spec: { selector: { 'app.kubernetes.io/name': OPERATOR_NAME }, ports: [{ name: 'metrics', port: METRICS_PORT, targetPort: 'metrics' }] },
     },
   ];
+}
+
+function isEstablished(crd: KubeObject | undefined): boolean {
+  return (crd?.status?.conditions ?? []).some((c: { type: string; status: string }) => c.type === 'Established' && c.status === 'True');
+}
+
+/** Applies the CRD (server-side, as kreg's field manager) and waits until it is Established. */
+export async function installCrd(client: KubeClient, log: (entry: Record<string, unknown>) => void): Promise<void> {
+  // The operator wrote this CRD, so it hands it to the set `kreg operator install` deploys (which
+  // renders the same CRD and would otherwise refuse it as an object it did not create).
+  const crd = registrationServiceCrd();
+  crd.metadata.annotations = { ...crd.metadata.annotations, [ADOPT_ANNOTATION]: adoptionValue({ name: OPERATOR_NAME, namespace: DEFAULT_OPERATOR_NAMESPACE }) };
+  await client.apply(crd, { fieldManager: OPERATOR_FIELD_MANAGER, force: true });
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const crd = await client.get({ apiVersion: 'apiextensions.k8s.io/v1', kind: 'CustomResourceDefinition', name: CRD_NAME });
+    if (isEstablished(crd)) break;
+    if (Date.now() > deadline) throw new Error(`the CRD ${CRD_NAME} did not become Established within 60 s`);
+    await sleep(200);
+  }
+  client.forgetDiscovery('kreg.dev/v1alpha1');
+  log({ msg: 'CRD established', crd: CRD_NAME });
+}
+
+/**
+ * Waits until the CRD exists and is Established, without changing it (the in-cluster operator's
+ * RBAC cannot). Logs once a minute while it waits, naming the command that installs it.
+ */
+export async function awaitCrd(client: KubeClient, log: (entry: Record<string, unknown>) => void, signal: AbortSignal): Promise<void> {
+  let lastSaid = 0;
+  while (!signal.aborted) {
+    const crd = await client.get({ apiVersion: 'apiextensions.k8s.io/v1', kind: 'CustomResourceDefinition', name: CRD_NAME });
+    if (isEstablished(crd)) {
+      client.forgetDiscovery('kreg.dev/v1alpha1');
+      log({ msg: 'CRD established', crd: CRD_NAME });
+      return;
+    }
+    if (Date.now() - lastSaid > 60_000) {
+      lastSaid = Date.now();
+      log({ msg: crd ? 'waiting for the CRD to be Established' : 'the CRD is not installed: run kreg operator install, or kubectl apply the output of kreg operator crd', crd: CRD_NAME });
+    }
+    await sleep(1000);
+  }
 }

@@ -19,7 +19,7 @@ import { KubeClient } from '../../infra/engine/client.js';
 import { deploy } from '../../infra/engine/deploy.js';
 import type { KubeObject } from '../../infra/engine/types.js';
 import { synth } from '../../infra/main.js';
-import { installCrd } from '../../infra/operator/command.js';
+import { installCrd } from '../../infra/operator/install.js';
 import { RegistrationServiceController } from '../../infra/operator/controller.js';
 import { API_VERSION, KIND } from '../../infra/operator/crd.js';
 import { deleteNamespace, KUBECONFIG, kreg, kubectl, waitFor } from '../e2e/kube.js';

@@ -9,7 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import { parse } from 'yaml';
 import { KubeApiError, KubeClient } from '../../infra/engine/client.js';
 import { refOf, type KubeObject } from '../../infra/engine/types.js';
-import { installCrd } from '../../infra/operator/command.js';
+import { installCrd } from '../../infra/operator/install.js';
 import { childrenOf } from '../../infra/operator/controller.js';
 import { API_VERSION, CRD_NAME, KIND } from '../../infra/operator/crd.js';
 import { parseSpec, SpecError } from '../../infra/spec.js';

@@ -11,7 +11,7 @@ import { KubeClient } from '../../infra/engine/client.js';
 import { applySetId } from '../../infra/engine/inventory.js';
 import type { KubeObject } from '../../infra/engine/types.js';
 import { FINALIZER, RegistrationServiceController, REQUESTED_AT_ANNOTATION, type ControllerOptions } from '../../infra/operator/controller.js';
-import { installCrd } from '../../infra/operator/command.js';
+import { installCrd } from '../../infra/operator/install.js';
 import { API_VERSION, KIND } from '../../infra/operator/crd.js';
 import type { Informer } from '../../infra/operator/informer.js';
 import { binariesPresent, eventually, startApiServer, type TestApiServer } from './apiserver.js';

@@ -17,7 +17,7 @@ import { destroy } from '../../infra/engine/lifecycle.js';
 import type { Target } from '../../infra/engine/reconcile.js';
 import { describeRef, refOf, type KubeObject } from '../../infra/engine/types.js';
 import { synth } from '../../infra/main.js';
-import { installCrd } from '../../infra/operator/command.js';
+import { installCrd } from '../../infra/operator/install.js';
 import { RegistrationServiceController } from '../../infra/operator/controller.js';
 import { API_VERSION, KIND } from '../../infra/operator/crd.js';
 import { binariesPresent, eventually, startApiServer, type TestApiServer } from './apiserver.js';

@@ -13,7 +13,7 @@ import { after, before, describe, it } from 'node:test';
 import { KubeClient } from '../../infra/engine/client.js';
 import type { KubeObject } from '../../infra/engine/types.js';
 import { RegistrationServiceController } from '../../infra/operator/controller.js';
-import { installCrd } from '../../infra/operator/command.js';
+import { installCrd } from '../../infra/operator/install.js';
 import { API_VERSION, KIND } from '../../infra/operator/crd.js';
 import { Informer, type InformerOptions } from '../../infra/operator/informer.js';
 import { binariesPresent, eventually, kubeconfigFor, startApiServer, type TestApiServer } from './apiserver.js';
