@@ -91,8 +91,9 @@ const retryAfterIfUseful = z.object({
 });
 const UNAVAILABLE =
   'Cannot serve right now; nothing was changed. `type` says why: `overloaded` (password hashing capacity exhausted) ' +
-  'and `database-unavailable` (the database did not answer in time) carry Retry-After; `database-refused` (the ' +
-  "database refused the service's credentials) does not, since retrying cannot help.";
+  'and `database-unavailable` (the database did not answer in time, is restarting or has no connection left) ' +
+  "carry Retry-After; `database-refused` (the database refused the service's credentials or privileges, or is " +
+  'read-only) does not, since retrying cannot help.';
 
 const registerRoute = createRoute({
   method: 'post',
@@ -412,7 +413,11 @@ export function buildApp(deps: AppDeps): OpenAPIHono<Env> {
       title: 'kreg registration service',
       version: '1.0.0',
       description:
-        'User registration and credential checks. Every error is application/problem+json (RFC 9457).',
+        'User registration and credential checks. Every error is application/problem+json (RFC 9457).\n\n' +
+        'Storage is chosen by `DATABASE_URL`: an embedded libsql file (the default; one replica, for development ' +
+        'and small installs), PostgreSQL (`postgres://…`; any number of stateless replicas behind a load balancer, ' +
+        'the scale-out store), or a libsql server (sqld, Turso; also many replicas). The API is the same in every ' +
+        'mode: a name is taken by exactly one registration however many replicas race for it.',
     },
   });
   mountDocs(app);
