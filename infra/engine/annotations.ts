@@ -19,3 +19,12 @@ export const PRUNE_NEVER = 'never';
  * writes the set that wants it.
  */
 export const ADOPT_ANNOTATION = 'kreg.dev/adopt';
+
+/**
+ * `kreg.dev/generate: <key>[,<key>…]` on a Secret: kreg creates the Secret with a random value for
+ * each key (192 bits, base64url) when it does not exist, and never writes it again, so credentials
+ * are made in the cluster and live nowhere else: not in git, not in the synthesized manifests, not
+ * in kreg's revision history. Combine with `kreg.dev/prune: never` for data that must outlive a
+ * release (a database's password).
+ */
+export const GENERATE_ANNOTATION = 'kreg.dev/generate';

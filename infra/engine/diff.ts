@@ -8,8 +8,8 @@ import { stringify } from 'yaml';
 import type { KubeApi } from './client.js';
 import { toEngineError, type EngineFailure } from './errors.js';
 import { decidePrune, parentRefOf, readParent } from './inventory.js';
-import { classifyChange, normalizeForDiff, type Change } from './plan.js';
-import { FIELD_MANAGER, listMembers, prepare, validate, type Target } from './reconcile.js';
+import { normalizeForDiff, type Change } from './plan.js';
+import { FIELD_MANAGER, listMembers, plan, prepare, validate, type Target } from './reconcile.js';
 import type { KubeObject, ObjectRef } from './types.js';
 import { refKey, refOf } from './types.js';
 
@@ -29,6 +29,28 @@ export interface DiffReport {
   /** Why no diff could be made: the same validation (and the same failure kinds) as a deploy's. */
   failure?: EngineFailure;
   apiCalls: number;
+}
+
+const isSecret = (obj: KubeObject | undefined): obj is KubeObject => obj?.apiVersion === 'v1' && obj.kind === 'Secret';
+
+/** A Secret with each value shown as `***`, as kubectl diff shows them: a diff must not print credentials. */
+export function maskSecret(obj: KubeObject): KubeObject {
+  if (!isSecret(obj) || !obj.data) return obj;
+  return { ...obj, data: Object.fromEntries(Object.keys(obj.data).map((k) => [k, '***'])) };
+}
+
+/** Both sides of a Secret's diff masked, values that differ marked so the change still shows. */
+export function maskSecretPair(before: KubeObject | undefined, after: KubeObject): [KubeObject | undefined, KubeObject] {
+  if (!isSecret(after)) return [before, after];
+  if (!before) return [undefined, maskSecret(after)];
+  const was = (before?.data ?? {}) as Record<string, string>;
+  const now = (after.data ?? {}) as Record<string, string>;
+  const mask = (own: Record<string, string>, other: Record<string, string>, side: string) =>
+    Object.fromEntries(Object.keys(own).map((k) => [k, own[k] === other[k] ? '***' : `*** (${side})`]));
+  return [
+    { ...before, ...(before.data ? { data: mask(was, now, 'before') } : {}) },
+    { ...after, ...(after.data ? { data: mask(now, was, 'after') } : {}) },
+  ];
 }
 
 export function toYamlLines(obj: KubeObject | undefined): string[] {
@@ -104,15 +126,19 @@ export async function diff(client: KubeApi, input: KubeObject[], target: Target,
   try {
     const prepared = await prepare(api, input, target.set);
     const validation = await validate(api, prepared, manager, { force: options.forceConflicts ?? false, createNamespaces: false, set: target.set, ...(options.adopt ? { adopt: true } : {}) });
+    // The deploy's own plan decides what changes; the diff only shows it.
+    const { changes } = plan(prepared, validation, manager);
     report.objects = prepared.objects.map((obj): ObjectDiff => {
       const ref = refOf(obj);
       const key = refKey(ref);
+      const change = changes.get(key) ?? 'unchanged';
       const dry = validation.dryRuns.get(key);
       // Not dry-run (its namespace or CRD does not exist yet): the object as sent.
-      if (!dry) return { ref, change: 'create', lines: toYamlLines(obj).map((l) => `+${l}`) };
+      if (!dry) return { ref, change: 'create', lines: toYamlLines(maskSecret(obj)).map((l) => `+${l}`) };
       const live = validation.live.get(key);
-      const change = classifyChange(live, dry, manager);
-      const lines = change === 'unchanged' ? [] : live ? unifiedDiff(toYamlLines(live), toYamlLines(dry)) : toYamlLines(dry).map((l) => `+${l}`);
+      if (change === 'unchanged') return { ref, change, lines: [] };
+      const [before, after] = maskSecretPair(live, dry);
+      const lines = before ? unifiedDiff(toYamlLines(before), toYamlLines(after)) : toYamlLines(after).map((l) => `+${l}`);
       return { ref, change, lines };
     });
     if (options.prune) {
@@ -121,7 +147,7 @@ export async function diff(client: KubeApi, input: KubeObject[], target: Target,
         const parent = readParent(target.set, parentLive);
         const { members } = await listMembers(api, target.set, parent, prepared.objects);
         const decision = decidePrune(members, prepared.objects.map(refOf), parent.uid);
-        for (const p of decision.prune) report.objects.push({ ref: refOf(p), change: 'prune', lines: toYamlLines(p).map((l) => `-${l}`) });
+        for (const p of decision.prune) report.objects.push({ ref: refOf(p), change: 'prune', lines: toYamlLines(maskSecret(p)).map((l) => `-${l}`) });
         report.kept = decision.kept.map((k) => ({ ref: refOf(k.object), why: k.why }));
       }
     }

@@ -35,6 +35,7 @@ import {
   type ParentState,
 } from './inventory.js';
 import { byPhase, classifyChange, digestObjects, duplicates, foreignManagers, prepareObject, takeOverManagedFields, type Change, type Phase } from './plan.js';
+import { isGenerated, withGeneratedValues, withoutGeneratedValues } from './generated.js';
 import { evaluateHealth, relatedNeeds, type RelatedObjects } from './readiness.js';
 import { recordRevision, type Revision } from './revisions.js';
 import type { Health, KubeObject, ObjectRef } from './types.js';
@@ -181,7 +182,7 @@ export async function prepare(api: KubeApi, input: KubeObject[], set: ApplySetRe
       }
       namespaced = crdScope(input, obj) !== 'Cluster';
     }
-    const prepared = prepareObject(obj, { namespaced, defaultNamespace: set.namespace, extraLabels: labels });
+    const prepared = withGeneratedValues(prepareObject(obj, { namespaced, defaultNamespace: set.namespace, extraLabels: labels }));
     if (prepared.metadata.namespace) namespaces.add(prepared.metadata.namespace);
     objects.push(prepared);
   }
@@ -357,7 +358,9 @@ export function plan(prepared: Prepared, validation: Validation, manager: string
     const key = refKey(refOf(obj));
     const dry = validation.dryRuns.get(key);
     const live = validation.live.get(key);
-    changes.set(key, dry ? classifyChange(live, dry, manager) : live ? 'update' : 'create');
+    // A generated Secret is written once, when it does not exist: its values were made for this run.
+    if (live && isGenerated(obj)) changes.set(key, 'unchanged');
+    else changes.set(key, dry ? classifyChange(live, dry, manager) : live ? 'update' : 'create');
   }
   for (const ns of validation.createdNamespaces) changes.set(refKey({ apiVersion: 'v1', kind: 'Namespace', name: ns }), 'create');
   return { live: validation.live, changes };
@@ -613,10 +616,12 @@ export async function record(
     return memo.parentInCluster?.revision ?? previous;
   }
   const failed = outcome.status === 'failed';
+  // Generated values stay in their Secret only: a revision records the Secret without them.
+  const recorded = memo.objects.map(withoutGeneratedValues);
   const number = await recordRevision(
     api,
     set,
-    { status: outcome.status, deployedAt: new Date().toISOString(), description: outcome.description, digest: digestObjects(memo.objects), objects: memo.objects },
+    { status: outcome.status, deployedAt: new Date().toISOString(), description: outcome.description, digest: digestObjects(recorded), objects: recorded },
     previous,
     manager,
   );
@@ -650,7 +655,7 @@ async function startRun(api: KubeApi, input: KubeObject[], target: Target, optio
   const takeover: Record<string, { resourceVersion: string; managedFields: unknown[] }> = {};
   if (options.takeOverFrom) {
     for (const [key, obj] of live) {
-      const rewritten = obj && takeOverManagedFields(obj, manager, options.takeOverFrom);
+      const rewritten = obj && !isGenerated(obj) && takeOverManagedFields(obj, manager, options.takeOverFrom);
       if (!rewritten || !obj.metadata.resourceVersion) continue;
       takeover[key] = { resourceVersion: obj.metadata.resourceVersion, managedFields: rewritten.managedFields };
       // Fields only another manager holds do not show in the dry run: the object is applied anyway.

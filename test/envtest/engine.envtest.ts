@@ -211,6 +211,44 @@ describe('engine orchestration on a real API server', { skip, timeout: 180_000 }
     assert.notEqual(after.resourceVersion, initial.resourceVersion);
   });
 
+  it('a generated Secret: created once with random values, never written again, recorded and diffed without them, never pruned', async () => {
+    const target: Target = { set: { name: 'kreg-generated', namespace: 'generated' } };
+    const credentials: KubeObject = {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: { name: 'db-credentials', namespace: 'generated', annotations: { 'kreg.dev/generate': 'password', 'kreg.dev/prune': 'never' } },
+      data: { username: Buffer.from('kreg').toString('base64') },
+    };
+    const first = await deploy(client, [ns('generated'), credentials], target, { ...options(), timeoutMs: 30_000 });
+    assert.equal(first.ok, true, JSON.stringify(first.failure));
+    const live = await client.get({ apiVersion: 'v1', kind: 'Secret', namespace: 'generated', name: 'db-credentials' });
+    const password = Buffer.from(live!.data.password, 'base64').toString('utf8');
+    assert.match(password, /^[A-Za-z0-9_-]{32}$/, '192 random bits, base64url');
+    assert.equal(Buffer.from(live!.data.username, 'base64').toString('utf8'), 'kreg', 'the fixed keys are applied as given');
+
+    const d = await diff(client, [ns('generated'), credentials], target, { prune: true });
+    assert.equal(d.changes, false, JSON.stringify(d.objects));
+    const again = await deploy(client, [ns('generated'), credentials], target, { ...options(), timeoutMs: 30_000 });
+    assert.equal(again.changed, false, 'nothing written: the Secret exists');
+    const after = await client.get({ apiVersion: 'v1', kind: 'Secret', namespace: 'generated', name: 'db-credentials' });
+    assert.equal(after!.metadata.resourceVersion, live!.metadata.resourceVersion);
+
+    const revisions = await listRevisions(client, target.set);
+    assert.ok(revisions.length >= 1);
+    assert.ok(!JSON.stringify(revisions).includes(live!.data.password), 'a revision holds the generated value');
+    assert.ok(!JSON.stringify(revisions).includes(password));
+
+    // A set without it keeps it (prune never); a diff of a new one never prints a value.
+    const pruned = await deploy(client, [ns('generated')], target, { ...options(), timeoutMs: 30_000 });
+    assert.equal(pruned.ok, true);
+    assert.ok(await client.get({ apiVersion: 'v1', kind: 'Secret', namespace: 'generated', name: 'db-credentials' }));
+    const fresh = await diff(client, [ns('generated'), { ...credentials, metadata: { ...credentials.metadata, name: 'other-credentials' } }], target, { prune: false });
+    const created = fresh.objects.find((o) => o.ref.name === 'other-credentials')!;
+    assert.equal(created.change, 'create');
+    assert.ok(created.lines.some((l) => /password: "\*\*\*"/.test(l)), created.lines.join("\n"));
+    assert.ok(!created.lines.some((l) => /a3JlZw==/.test(l)), 'no Secret value is printed, not even a fixed one');
+  });
+
   it('revisions are created, never overwritten: concurrent records get distinct numbers', async () => {
     const set: ApplySetRef = { name: 'kreg-revs', namespace: 'race' };
     const draft = { status: 'deployed' as const, deployedAt: new Date().toISOString(), description: 'x', digest: 'd', objects: [] };
