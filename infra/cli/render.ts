@@ -6,6 +6,7 @@ import type { Evidence } from '../engine/diagnostics.js';
 import type { DiffReport } from '../engine/diff.js';
 import type { EngineFailure, FailureKind } from '../engine/errors.js';
 import type { EngineEvent } from '../engine/events.js';
+import type { Phase } from '../engine/plan.js';
 import type { StatusReport } from '../engine/lifecycle.js';
 import { describeRef, type ObjectRef } from '../engine/types.js';
 
@@ -45,6 +46,13 @@ export function adviceFor(failure: EngineFailure): string | undefined {
   return undefined;
 }
 
+/** What a gate waits for, in the words of its phase. */
+export function waitingFor(phase: Phase): string {
+  if (phase === 'jobs') return 'waiting for Jobs to complete';
+  if (phase === 'backends') return 'waiting for what the Jobs need to be ready';
+  return 'waiting for CRDs to be established';
+}
+
 const COLORS = { reset: '\x1b[0m', dim: '\x1b[2m', red: '\x1b[31m', green: '\x1b[32m', yellow: '\x1b[33m', cyan: '\x1b[36m', bold: '\x1b[1m' };
 
 /** Renders engine events as timestamped lines as they happen. */
@@ -78,7 +86,7 @@ export class LineRenderer {
       case 'applied':
         return this.line(`apply: ${e.changed} of ${e.total} objects changed (${e.ms} ms)`, true);
       case 'wait':
-        return this.line(`${e.phase === 'jobs' ? 'waiting for Jobs to complete' : 'waiting for CRDs to be established'}: ${e.refs.map(describeRef).join(', ')}`, true);
+        return this.line(`${waitingFor(e.phase)}: ${e.refs.map(describeRef).join(', ')}`, true);
       case 'status':
         if (e.health.state === 'failed') return; // the error line that follows says it, with the evidence
         return this.line(`  ${this.c(e.health.state === 'ready' ? 'green' : 'yellow', e.health.state.padEnd(11))} ${describeRef(e.ref)}: ${e.health.message}`);

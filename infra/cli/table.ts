@@ -7,7 +7,7 @@
  */
 import type { EngineEvent } from '../engine/events.js';
 import { describeRef, refKey, type ObjectRef } from '../engine/types.js';
-import { adviceFor, formatEvidence } from './render.js';
+import { adviceFor, formatEvidence, waitingFor } from './render.js';
 
 const SPINNER = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
 const SGR = { reset: '\x1b[0m', dim: '\x1b[2m', red: '\x1b[31m', green: '\x1b[32m', yellow: '\x1b[33m', cyan: '\x1b[36m', bold: '\x1b[1m' } as const;
@@ -85,7 +85,7 @@ export class TableRenderer {
         this.phase = `applied ${e.changed} of ${e.total} changed objects (${e.ms} ms); waiting for readiness`;
         break;
       case 'wait':
-        this.phase = e.phase === 'jobs' ? 'waiting for Jobs to complete' : 'waiting for CRDs to be established';
+        this.phase = waitingFor(e.phase);
         break;
       case 'status': {
         const row = this.row(e.ref);

@@ -28,3 +28,10 @@ export const ADOPT_ANNOTATION = 'kreg.dev/adopt';
  * release (a database's password).
  */
 export const GENERATE_ANNOTATION = 'kreg.dev/generate';
+
+/**
+ * `kreg.dev/phase: <phase>` on an object: apply it in that phase instead of its kind's (see PHASES
+ * in plan.ts). `backends` is the one made for it: workloads the set's Jobs need, such as the
+ * database a migration Job runs against, applied and waited for before the Jobs.
+ */
+export const PHASE_ANNOTATION = 'kreg.dev/phase';

@@ -4,6 +4,7 @@
  */
 import { createHash } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
+import { PHASE_ANNOTATION } from './annotations.js';
 import type { KubeObject, ObjectRef } from './types.js';
 import { groupKind, refKey } from './types.js';
 
@@ -20,6 +21,9 @@ export const PHASES = [
   'config',
   'storage',
   'network',
+  // Workloads the Jobs need (a database a migration runs against), waited on before the Jobs run.
+  // Only an object that says so (kreg.dev/phase: backends) is applied here.
+  'backends',
   'jobs',
   'workloads',
   'others',
@@ -57,13 +61,20 @@ const PHASE_OF_GROUP_KIND: Record<string, Phase> = {
   'PodDisruptionBudget.policy': 'workloads',
 };
 
-/** Ingress, webhooks, custom resources and anything unknown go last, after what they point at. */
-export function phaseOf(obj: Pick<ObjectRef, 'apiVersion' | 'kind'>): Phase {
+type Phased = Pick<ObjectRef, 'apiVersion' | 'kind'> & { metadata?: { annotations?: Record<string, string> } };
+
+/**
+ * The phase an object is applied in: the one it names (`kreg.dev/phase`), or its kind's. Ingress,
+ * webhooks, custom resources and anything unknown go last, after what they point at.
+ */
+export function phaseOf(obj: Phased): Phase {
+  const named = obj.metadata?.annotations?.[PHASE_ANNOTATION];
+  if (named && (PHASES as readonly string[]).includes(named)) return named as Phase;
   return PHASE_OF_GROUP_KIND[groupKind(obj)] ?? 'others';
 }
 
 /** Groups objects by phase in apply order, keeping the input order inside a phase. */
-export function byPhase<T extends Pick<ObjectRef, 'apiVersion' | 'kind'>>(objects: T[], reverse = false): Array<{ phase: Phase; objects: T[] }> {
+export function byPhase<T extends Phased>(objects: T[], reverse = false): Array<{ phase: Phase; objects: T[] }> {
   const out = PHASES.map((phase) => ({ phase, objects: objects.filter((o) => phaseOf(o) === phase) })).filter((g) => g.objects.length > 0);
   return reverse ? out.reverse() : out;
 }

@@ -18,7 +18,7 @@ import { KubeApiError, type ClusterReader, type KubeApi } from './client.js';
 import { gatherEvidence } from './diagnostics.js';
 import { EngineError, toEngineError, type EngineFailure } from './errors.js';
 import type { EventSink, ForeignManager } from './events.js';
-import { ADOPT_ANNOTATION } from './annotations.js';
+import { ADOPT_ANNOTATION, PHASE_ANNOTATION } from './annotations.js';
 import {
   adoptionValue,
   consentsToAdoption,
@@ -34,7 +34,7 @@ import {
   type ApplySetRef,
   type ParentState,
 } from './inventory.js';
-import { byPhase, classifyChange, digestObjects, duplicates, foreignManagers, prepareObject, takeOverManagedFields, type Change, type Phase } from './plan.js';
+import { byPhase, classifyChange, PHASES, digestObjects, duplicates, foreignManagers, prepareObject, takeOverManagedFields, type Change, type Phase } from './plan.js';
 import { isGenerated, withGeneratedValues, withoutGeneratedValues } from './generated.js';
 import { evaluateHealth, relatedNeeds, type RelatedObjects } from './readiness.js';
 import { recordRevision, type Revision } from './revisions.js';
@@ -181,6 +181,10 @@ export async function prepare(api: KubeApi, input: KubeObject[], set: ApplySetRe
         throw err;
       }
       namespaced = crdScope(input, obj) !== 'Cluster';
+    }
+    const phase = obj.metadata.annotations?.[PHASE_ANNOTATION];
+    if (phase !== undefined && !(PHASES as readonly string[]).includes(phase)) {
+      throw new EngineError({ kind: 'invalid', message: `${describeRef(refOf(obj))}: ${PHASE_ANNOTATION}: "${phase}" is not a phase; expected one of ${PHASES.join(', ')}` });
     }
     const prepared = withGeneratedValues(prepareObject(obj, { namespaced, defaultNamespace: set.namespace, extraLabels: labels }));
     if (prepared.metadata.namespace) namespaces.add(prepared.metadata.namespace);
@@ -368,7 +372,7 @@ export function plan(prepared: Prepared, validation: Validation, manager: string
 
 /** Whether a phase group must be waited on before the next is applied, and on which objects. */
 function gateOf(group: { phase: Phase; objects: KubeObject[] }): ObjectRef[] | undefined {
-  if (group.phase === 'jobs') return group.objects.map(refOf);
+  if (group.phase === 'jobs' || group.phase === 'backends') return group.objects.map(refOf);
   if (group.phase === 'definitions') {
     const crds = group.objects.filter((o) => o.kind === 'CustomResourceDefinition').map(refOf);
     return crds.length ? crds : undefined;

@@ -43,6 +43,17 @@ describe('apply order', () => {
     assert.ok(jobs >= 0 && jobs < workloads, JSON.stringify(phases));
     assert.equal(phaseOf({ apiVersion: 'policy/v1', kind: 'PodDisruptionBudget' }), 'workloads');
   });
+
+  it('an object may name its phase: prod\'s database is a backend, applied and waited for before the migration Job', () => {
+    const prod = desiredObjects({ env: 'prod' });
+    const order = byPhase(prod).map((g) => `${g.phase}: ${g.objects.map((o) => `${o.kind}/${o.metadata.name}`).join(', ')}`);
+    const backends = order.findIndex((p) => p.startsWith('backends: StatefulSet/postgres'));
+    const jobs = order.findIndex((p) => p.startsWith('jobs: Job/registration-migrate-'));
+    assert.ok(backends >= 0 && backends < jobs, order.join('\n'));
+    const named = (phase: string) => ({ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { annotations: { 'kreg.dev/phase': phase } } });
+    assert.equal(phaseOf(named('backends')), 'backends');
+    assert.equal(phaseOf(named('not-a-phase')), 'workloads', 'an unknown phase is the kind\'s (prepare refuses it before that)');
+  });
 });
 
 describe('prepareObject', () => {
