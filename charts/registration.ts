@@ -91,7 +91,7 @@ export const HASH_MEMORY_MIB = 19;
 /** Node + Hono + libsql + the common-password list, measured idle RSS plus headroom. */
 export const BASELINE_MEMORY_MIB = 100;
 
-export type DatabaseMode = EmbeddedDatabase | RemoteDatabase;
+export type DatabaseMode = EmbeddedDatabase | RemoteDatabase | PostgresDatabase;
 
 export interface EmbeddedDatabase {
   mode: 'embedded';
@@ -119,6 +119,21 @@ export interface RemoteDatabase {
   /** Secret holding the database token. The chart references it; it never creates or reads it. */
   authToken?: { secretName: string; key: string };
 }
+
+/** A PostgreSQL server the service connects to: the chart's own, or any other by a Secret. */
+export interface PostgresDatabase {
+  mode: 'postgres';
+  /**
+   * A server beside the service (`PostgresChart`): DATABASE_URL is put together in the pod from its
+   * generated password, so the URL with the password is never written anywhere.
+   */
+  server?: { host: string; port: number; role: string; database: string; passwordSecret: { secretName: string; key: string } };
+  /** Or a Secret key holding the whole DATABASE_URL (CloudNativePG's `<cluster>-app`, key `uri`). */
+  url?: { secretName: string; key: string };
+}
+
+/** The environment variable the pod's DATABASE_URL is put together from (Kubernetes expands `$(VAR)`). */
+export const DATABASE_PASSWORD_ENV = 'DATABASE_PASSWORD';
 
 export interface Autoscaling {
   minReplicas: number;
@@ -214,7 +229,8 @@ export class RegistrationChart extends Chart {
     const configData: Record<string, string> = {
       [ENV.port]: String(DEFAULT_PORT),
       [ENV.host]: '0.0.0.0',
-      [ENV.databaseUrl]: database.mode === 'embedded' ? EMBEDDED_DATABASE_URL : database.server.url,
+      // PostgreSQL's URL carries credentials, so it comes from a Secret (see databaseEnv), never from here.
+      ...(database.mode === 'postgres' ? {} : { [ENV.databaseUrl]: database.mode === 'embedded' ? EMBEDDED_DATABASE_URL : database.server.url }),
       // Exactly one place migrates per mode: the single embedded pod at start, or the release's Job.
       [ENV.databaseMigrate]: database.mode === 'embedded' ? 'always' : 'never',
       [ENV.hashConcurrency]: String(hashConcurrency),
@@ -321,6 +337,7 @@ export class RegistrationChart extends Chart {
     if (database.mode === 'remote' && database.authToken) {
       container.env.addVariable(ENV.databaseAuthToken, tokenEnv(this, database.authToken));
     }
+    if (database.mode === 'postgres') addPostgresEnv(this, container, database);
     const tmp = kplus.Volume.fromEmptyDir(this, 'tmp-volume', 'tmp', { sizeLimit: Size.mebibytes(64) });
     container.mount('/tmp', tmp);
 
@@ -439,7 +456,7 @@ export class RegistrationChart extends Chart {
   private addMigrationJob(
     serviceAccount: kplus.IServiceAccount,
     props: RegistrationChartProps,
-    database: RemoteDatabase,
+    database: RemoteDatabase | PostgresDatabase,
     resources: Resources,
     memoryMiB: number,
   ): kplus.Job {
@@ -465,7 +482,8 @@ export class RegistrationChart extends Chart {
       }),
     );
     container.env.copyFrom(kplus.Env.fromConfigMap(this.configMap));
-    if (database.authToken) container.env.addVariable(ENV.databaseAuthToken, tokenEnv(this, database.authToken));
+    if (database.mode === 'remote' && database.authToken) container.env.addVariable(ENV.databaseAuthToken, tokenEnv(this, database.authToken));
+    if (database.mode === 'postgres') addPostgresEnv(this, container, database);
     container.mount('/tmp', kplus.Volume.fromEmptyDir(this, 'migration-tmp-volume', 'tmp', { sizeLimit: Size.mebibytes(64) }));
     hardenPodSpec(job, '/spec/template/spec', 1);
     // Name = hash of the Job's rendered spec (image, DATABASE_URL via the ConfigMap *name*, token
@@ -474,10 +492,32 @@ export class RegistrationChart extends Chart {
     // twice. The database URL is hashed in as well: it reaches the pod through the ConfigMap, whose
     // other settings (log level, rate limits) must not re-run migrations.
     const api = ApiObject.of(job);
-    const releaseHash = contentHash({ spec: api.toJson().spec, databaseUrl: database.server.url }, 8);
+    const releaseHash = contentHash({ spec: api.toJson().spec, databaseUrl: databaseIdentity(database) }, 8);
     api.addJsonPatch(JsonPatch.replace('/metadata/name', `${this.names.migrationJobPrefix}${releaseHash}`));
     return job;
   }
+}
+
+/** What says which database a release migrates (a Job runs again when it changes). */
+function databaseIdentity(database: RemoteDatabase | PostgresDatabase): string {
+  if (database.mode === 'remote') return database.server.url;
+  if (database.server) return `postgres://${database.server.host}:${database.server.port}/${database.server.database}`;
+  return `secret:${database.url!.secretName}/${database.url!.key}`;
+}
+
+/**
+ * DATABASE_URL for PostgreSQL: from its Secret as it is, or, for the server beside, put together
+ * from the generated password (`$(DATABASE_PASSWORD)` is expanded by the kubelet, and the
+ * password, 192 bits in base64url, needs no escaping in a URL).
+ */
+function addPostgresEnv(scope: Construct, container: kplus.Container, database: PostgresDatabase): void {
+  if (database.url) {
+    container.env.addVariable(ENV.databaseUrl, tokenEnv(scope, database.url));
+    return;
+  }
+  const server = database.server!;
+  container.env.addVariable(DATABASE_PASSWORD_ENV, tokenEnv(scope, server.passwordSecret));
+  container.env.addVariable(ENV.databaseUrl, kplus.EnvValue.fromValue(`postgres://${server.role}:$(${DATABASE_PASSWORD_ENV})@${server.host}:${server.port}/${server.database}`));
 }
 
 function tokenEnv(scope: Construct, ref: { secretName: string; key: string }): kplus.EnvValue {
@@ -508,10 +548,14 @@ function validate(props: RegistrationChartProps, database: DatabaseMode): void {
     if (props.autoscaling) {
       throw new Error(`${where}: autoscaling needs database mode 'remote'; the embedded database runs exactly one replica.`);
     }
-  } else {
-    if (!/^(libsql|https?|wss?):\/\//.test(database.server.url)) {
-      throw new Error(`${where}: remote database url must start with libsql://, http(s):// or ws(s):// (got "${database.server.url}")`);
+  } else if (database.mode === 'postgres') {
+    if ((database.server === undefined) === (database.url === undefined)) {
+      throw new Error(`${where}: a postgres database needs exactly one of server (a PostgresChart) and url (a Secret key holding DATABASE_URL)`);
     }
+  } else if (!/^(libsql|https?|wss?):\/\//.test(database.server.url)) {
+    throw new Error(`${where}: remote database url must start with libsql://, http(s):// or ws(s):// (got "${database.server.url}")`);
+  }
+  if (database.mode !== 'embedded') {
     if (props.replicas !== undefined && props.autoscaling) {
       throw new Error(
         `${where}: set either replicas or autoscaling, not both: the HorizontalPodAutoscaler owns the replica count ` +

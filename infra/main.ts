@@ -13,8 +13,9 @@ import { readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { App, YamlOutputType } from 'cdk8s';
+import { App, YamlOutputType, type Chart } from 'cdk8s';
 import { DatabaseChart } from '../charts/database.js';
+import { PostgresChart } from '../charts/postgres.js';
 import { NamespaceChart } from '../charts/namespace.js';
 import { APP_NAME, externalDatabase, RegistrationChart, type DatabaseMode } from '../charts/registration.js';
 import type { KubeObject } from './engine/types.js';
@@ -49,7 +50,7 @@ export function synthApp(instance: string, namespace: string, input: Registratio
     : undefined;
   const environment = options.environment ? { environment: options.environment } : {};
 
-  let databaseChart: DatabaseChart | undefined;
+  let databaseChart: Chart | undefined;
   let database: DatabaseMode;
   if (spec.database.mode === 'embedded') {
     database = {
@@ -57,10 +58,29 @@ export function synthApp(instance: string, namespace: string, input: Registratio
       storage: spec.database.storage,
       ...(spec.database.storageClassName ? { storageClassName: spec.database.storageClassName } : {}),
     };
+  } else if (spec.database.mode === 'postgres') {
+    const { server, urlSecretRef } = spec.database;
+    let postgresChart: PostgresChart | undefined;
+    if (server) {
+      postgresChart = new PostgresChart(app, `${prefix}-postgres`, {
+        namespace,
+        name: server.name ?? `${instance}-postgres`,
+        ...environment,
+        storage: server.storage,
+        ...(server.storageClassName ? { storageClassName: server.storageClassName } : {}),
+        clientLabels: { 'app.kubernetes.io/name': APP_NAME, 'app.kubernetes.io/instance': options.environment ? `${instance}-${options.environment}` : instance },
+      });
+      if (namespaceChart) postgresChart.addDependency(namespaceChart);
+      databaseChart = postgresChart;
+    }
+    database = postgresChart
+      ? { mode: 'postgres', server: { host: postgresChart.host, port: postgresChart.port, role: postgresChart.role, database: postgresChart.database, passwordSecret: postgresChart.passwordSecret } }
+      : { mode: 'postgres', url: { secretName: urlSecretRef!.name, key: urlSecretRef!.key } };
   } else {
     const { server, url, authTokenSecretRef } = spec.database;
+    let libsqlChart: DatabaseChart | undefined;
     if (server) {
-      databaseChart = new DatabaseChart(app, `${prefix}-database`, {
+      libsqlChart = databaseChart = new DatabaseChart(app, `${prefix}-database`, {
         namespace,
         name: server.name ?? `${instance}-libsql`,
         ...environment,
@@ -68,11 +88,11 @@ export function synthApp(instance: string, namespace: string, input: Registratio
         ...(server.storageClassName ? { storageClassName: server.storageClassName } : {}),
         ...(server.jwtKeySecretRef ? { jwtKey: { secretName: server.jwtKeySecretRef.name, key: server.jwtKeySecretRef.key } } : {}),
       });
-      if (namespaceChart) databaseChart.addDependency(namespaceChart);
+      if (namespaceChart) libsqlChart.addDependency(namespaceChart);
     }
     database = {
       mode: 'remote',
-      server: databaseChart ?? externalDatabase(url!),
+      server: libsqlChart ?? externalDatabase(url!),
       ...(authTokenSecretRef ? { authToken: { secretName: authTokenSecretRef.name, key: authTokenSecretRef.key } } : {}),
     };
   }

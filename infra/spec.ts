@@ -41,7 +41,7 @@ const databaseServer = z
       .string()
       .regex(/^[a-z]([-a-z0-9]{0,40}[a-z0-9])?$/)
       .optional()
-      .describe('Name of the server\'s objects; default "<instance>-libsql".'),
+      .describe('Name of the server\'s objects; default "<instance>-libsql" (remote) or "<instance>-postgres" (postgres).'),
     storage: quantity.default('5Gi'),
     storageClassName: z.string().min(1).optional(),
     jwtKeySecretRef: secretKeyRef.optional().describe('Secret with the Ed25519 public key sqld verifies tokens with.'),
@@ -54,6 +54,31 @@ const remoteDatabase = z
     url: z.string().regex(new RegExp(REMOTE_URL_PATTERN), 'must be a libsql://, http(s):// or ws(s):// URL').optional(),
     server: databaseServer.optional().describe('Run a libsql server (sqld) next to the service instead of using url.'),
     authTokenSecretRef: secretKeyRef.optional().describe('Secret holding the token the pods present to the server.'),
+  })
+  .strict();
+
+/** PostgreSQL run beside the service by the charts (one instance: for evaluation and small installs). */
+const postgresServer = z
+  .object({
+    name: z
+      .string()
+      .regex(/^[a-z]([-a-z0-9]{0,40}[a-z0-9])?$/)
+      .optional()
+      .describe('Name of the server\'s objects; default "<instance>-libsql" (remote) or "<instance>-postgres" (postgres).'),
+    storage: quantity.default('5Gi'),
+    storageClassName: z.string().min(1).optional(),
+  })
+  .strict();
+
+const postgresDatabase = z
+  .object({
+    mode: z.literal('postgres'),
+    server: postgresServer
+      .optional()
+      .describe('Run a single PostgreSQL instance beside the service (no replication, no backups: for evaluation and small installs).'),
+    urlSecretRef: secretKeyRef
+      .optional()
+      .describe('Secret key holding the whole DATABASE_URL of an existing PostgreSQL (CloudNativePG: <cluster>-app, key uri; RDS or Cloud SQL: one you make).'),
   })
   .strict();
 
@@ -74,6 +99,7 @@ export const PASSTHROUGH_SETTINGS = [
   ENV.hashParallelism,
   ENV.hashQueueLimit,
   ENV.databaseTimeoutMs,
+  ENV.databasePoolSize,
 ] as const;
 
 const settings = z
@@ -102,7 +128,7 @@ const baseSpec = z
       .strict()
       .optional(),
     database: z
-      .discriminatedUnion('mode', [embeddedDatabase, remoteDatabase])
+      .discriminatedUnion('mode', [embeddedDatabase, remoteDatabase, postgresDatabase])
       .default({ mode: 'embedded', storage: '1Gi' }),
     hashConcurrency: int(1, 64).default(2).describe('argon2 hashes computed at once per pod; sizes the memory limit.'),
     resources: z
@@ -133,13 +159,13 @@ interface CrossFieldRule {
 export const CROSS_FIELD_RULES: CrossFieldRule[] = [
   {
     path: ['replicas'],
-    message: 'the embedded database (a libsql file on a ReadWriteOnce volume) runs exactly one replica; use database.mode remote to scale out',
+    message: 'the embedded database (a libsql file on a ReadWriteOnce volume) runs exactly one replica; use database.mode postgres (or remote) to scale out',
     rule: "self.database.mode != 'embedded' || !has(self.replicas) || self.replicas == 1",
     holds: (s) => s.database.mode !== 'embedded' || s.replicas === undefined || s.replicas === 1,
   },
   {
     path: ['autoscaling'],
-    message: 'autoscaling needs database.mode remote; the embedded database runs exactly one replica',
+    message: 'autoscaling needs database.mode postgres (or remote); the embedded database runs exactly one replica',
     rule: "self.database.mode != 'embedded' || !has(self.autoscaling)",
     holds: (s) => s.database.mode !== 'embedded' || s.autoscaling === undefined,
   },
@@ -166,6 +192,12 @@ export const CROSS_FIELD_RULES: CrossFieldRule[] = [
     message: 'remote mode needs exactly one of database.url (an existing server) and database.server (one run beside the service)',
     rule: "self.database.mode != 'remote' || has(self.database.url) != has(self.database.server)",
     holds: (s) => s.database.mode !== 'remote' || (s.database.url === undefined) !== (s.database.server === undefined),
+  },
+  {
+    path: ['database', 'urlSecretRef'],
+    message: 'postgres mode needs exactly one of database.urlSecretRef (an existing PostgreSQL) and database.server (one run beside the service)',
+    rule: "self.database.mode != 'postgres' || has(self.database.urlSecretRef) != has(self.database.server)",
+    holds: (s) => s.database.mode !== 'postgres' || (s.database.urlSecretRef === undefined) !== (s.database.server === undefined),
   },
   {
     path: ['database', 'authTokenSecretRef'],
@@ -293,17 +325,16 @@ export const NAMED_SPECS = {
       settings: { LOG_LEVEL: 'debug' },
     },
   },
-  /** Scale-out: stateless replicas on a libsql server beside them, autoscaled 3‥10 on CPU, PDB, spread. */
+  /**
+   * Scale-out: stateless replicas on PostgreSQL, autoscaled 3‥10 on CPU, PDB, spread. The database
+   * is the single instance the charts run beside the service; point `database.urlSecretRef` at a
+   * managed or CloudNativePG server for real production.
+   */
   prod: {
     namespace: 'kreg-prod',
     spec: {
       image: 'kreg/registration:0.1.0',
-      database: {
-        mode: 'remote',
-        // The server's objects keep the name they had before specs were instance-aware.
-        server: { name: 'libsql', storage: '5Gi', jwtKeySecretRef: DATABASE_JWT_KEY_SECRET },
-        authTokenSecretRef: DATABASE_TOKEN_SECRET,
-      },
+      database: { mode: 'postgres', server: { name: 'postgres', storage: '5Gi' } },
       autoscaling: { minReplicas: 3, maxReplicas: 10, cpuUtilization: 70 },
       hashConcurrency: 2,
       resources: { cpuRequestMillis: 250, cpuLimitMillis: 1000 },
@@ -338,7 +369,10 @@ export function specOpenApiSchema(): JsonSchema {
     type: 'object',
     description: props.settings!.description,
     default: {},
-    additionalProperties: { type: 'string' },
+    // Bounds for the CEL cost estimate: without them the API server assumes a map as large as a
+    // request allows, and the rule below went over its budget once the list had 12 names.
+    maxProperties: PASSTHROUGH_SETTINGS.length,
+    additionalProperties: { type: 'string', maxLength: 1024 },
     'x-kubernetes-validations': [
       {
         rule: `self.all(k, k in [${PASSTHROUGH_SETTINGS.map((k) => `'${k}'`).join(', ')}])`,
@@ -393,6 +427,8 @@ function structural(node: JsonSchema): JsonSchema {
 function mergeObjectVariants(variants: JsonSchema[], node: JsonSchema): JsonSchema {
   const properties: Record<string, JsonSchema> = {};
   const modesOf = new Map<string, string[]>();
+  /** `server.jwtKeySecretRef` → the modes whose `server` has that field. */
+  const subModesOf = new Map<string, string[]>();
   const modes: string[] = [];
   for (const v of variants) {
     const props = v.properties as Record<string, JsonSchema>;
@@ -400,11 +436,32 @@ function mergeObjectVariants(variants: JsonSchema[], node: JsonSchema): JsonSche
     modes.push(...variantModes);
     for (const [k, p] of Object.entries(props)) {
       if (k === 'mode') continue;
-      properties[k] = p;
+      const before = properties[k];
+      // A field two modes share (`server`): one object with the fields of both; fields of one mode only are refused in the other, below.
+      if (before?.type === 'object' && p.type === 'object' && before.properties && p.properties) {
+        const merged = { ...(before.properties as Record<string, JsonSchema>) };
+        for (const [sub, schema] of Object.entries(p.properties as Record<string, JsonSchema>)) {
+          merged[sub] = schema;
+          subModesOf.set(`${k}.${sub}`, [...(subModesOf.get(`${k}.${sub}`) ?? []), ...variantModes]);
+        }
+        properties[k] = { ...before, ...p, properties: merged };
+      } else {
+        properties[k] = p;
+        if (p.type === 'object' && p.properties) for (const sub of Object.keys(p.properties)) subModesOf.set(`${k}.${sub}`, [...variantModes]);
+      }
       modesOf.set(k, [...(modesOf.get(k) ?? []), ...variantModes]);
     }
   }
   const rules: Array<{ rule: string; message: string; fieldPath: string }> = [];
+  for (const [path, only] of subModesOf) {
+    const [k] = path.split('.') as [string, string];
+    if (only.length === modesOf.get(k)!.length) continue;
+    rules.push({
+      rule: `!has(self.${k}) || !has(self.${path}) || self.mode in [${only.map((m) => `'${m}'`).join(', ')}]`,
+      message: `${path} belongs to mode ${only.join(' or ')}`,
+      fieldPath: `.${path}`,
+    });
+  }
   for (const [k, only] of modesOf) {
     if (only.length === modes.length) continue;
     const { default: dropped, ...withoutDefault } = properties[k]!;

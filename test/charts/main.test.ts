@@ -6,7 +6,7 @@ import { dirname, join, resolve } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { parseAllDocuments } from 'yaml';
-import { DatabaseChart } from '../../charts/database.js';
+import type { PostgresChart } from '../../charts/postgres.js';
 import { buildApp, ENVIRONMENTS, parseCli, synthToDisk } from '../../infra/main.js';
 import { find, synthEnv, podSpec } from './helpers.js';
 
@@ -37,7 +37,7 @@ describe('infra/main.ts', () => {
       const first = synthToDisk({ env: 'prod', outdir: out });
       assert.deepEqual(readdirSync(out).sort(), [
         '0000-prod-namespace.k8s.yaml',
-        '0001-prod-database.k8s.yaml',
+        '0001-prod-postgres.k8s.yaml',
         '0002-prod-registration.k8s.yaml',
       ]);
       const bytes = first.files.map((f) => readFileSync(f, 'utf8'));
@@ -93,20 +93,33 @@ describe('infra/main.ts', () => {
     }
   });
 
-  it('prod points the service at the in-cluster libsql server it deploys', () => {
+  it('prod points the service at the in-cluster PostgreSQL it deploys, with a password no manifest holds', () => {
     const app = buildApp({ env: 'prod' });
     // Not `instanceof`: cdk8s' Chart[Symbol.hasInstance] is true for every chart, subclasses included.
-    const db = app.charts.find((c) => c.node.id === 'prod-database') as DatabaseChart | undefined;
+    const db = app.charts.find((c) => c.node.id === 'prod-postgres') as PostgresChart | undefined;
     assert.ok(db);
     const objects = synthEnv({ env: 'prod' });
-    assert.equal(db.url, 'http://libsql.kreg-prod.svc.cluster.local:8080');
-    assert.equal(find(objects, 'ConfigMap', 'registration-config').data!.DATABASE_URL, db.url, 'by reference, not a copied string');
-    const sqld = find(objects, 'StatefulSet', 'libsql');
-    const spec = podSpec(sqld);
+    assert.equal(db.host, 'postgres.kreg-prod.svc.cluster.local');
+    assert.equal(find(objects, 'ConfigMap', 'registration-config').data!.DATABASE_URL, undefined, 'no URL with credentials in a ConfigMap');
+    const env = podSpec(find(objects, 'Deployment', 'registration')).containers[0].env as Array<{ name: string; value?: string; valueFrom?: any }>;
+    assert.deepEqual(env.find((e) => e.name === 'DATABASE_PASSWORD')!.valueFrom, { secretKeyRef: { name: 'postgres-credentials', key: 'password' } });
+    assert.equal(env.find((e) => e.name === 'DATABASE_URL')!.value, `postgres://kreg:$(DATABASE_PASSWORD)@${db.host}:5432/kreg`, 'by reference, not a copied string');
+    assert.ok(env.findIndex((e) => e.name === 'DATABASE_PASSWORD') < env.findIndex((e) => e.name === 'DATABASE_URL'), 'defined before it is expanded');
+    const secret = find(objects, 'Secret', 'postgres-credentials');
+    assert.equal(secret.data, undefined, 'generated in the cluster, not written here');
+    assert.equal(secret.metadata.annotations!['kreg.dev/generate'], 'password');
+    assert.equal(secret.metadata.annotations!['kreg.dev/prune'], 'never');
+    const pg = find(objects, 'StatefulSet', 'postgres');
+    const spec = podSpec(pg);
+    assert.equal(pg.metadata.annotations!['kreg.dev/phase'], 'backends', 'ready before the migration Job runs against it');
     assert.equal(spec.securityContext.runAsNonRoot, true);
-    assert.deepEqual(spec.containers[0].command, ['/bin/sqld'], 'bypasses the root wrapper script');
-    assert.equal(sqld.spec.volumeClaimTemplates[0].spec.resources.requests.storage, '5Gi');
-    const np = find(objects, 'NetworkPolicy', 'libsql-ingress');
+    assert.equal(spec.securityContext.runAsUser, 999);
+    assert.equal(spec.containers[0].securityContext.readOnlyRootFilesystem, true);
+    assert.deepEqual(spec.containers[0].securityContext.capabilities, { drop: ['ALL'] });
+    assert.equal(spec.containers[0].readinessProbe.exec.command[0], 'pg_isready');
+    assert.equal(pg.spec.volumeClaimTemplates[0].spec.resources.requests.storage, '5Gi');
+    const np = find(objects, 'NetworkPolicy', 'postgres-ingress');
     assert.deepEqual(np.spec.policyTypes, ['Ingress']);
+    assert.deepEqual(np.spec.ingress[0].from[0].podSelector.matchLabels, { 'app.kubernetes.io/instance': 'registration-prod', 'app.kubernetes.io/name': 'registration' });
   });
 });

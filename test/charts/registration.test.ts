@@ -80,7 +80,7 @@ describe('environments', () => {
     }
   });
 
-  it('prod: remote database, Deployment without fixed replicas, HPA, PDB, migration Job, sqld', () => {
+  it('prod: PostgreSQL, Deployment without fixed replicas, HPA, PDB, migration Job, the database beside', () => {
     const objects = synthEnv({ env: 'prod' });
     assert.deepEqual(kinds(objects), [
       'ConfigMap',
@@ -90,6 +90,7 @@ describe('environments', () => {
       'Namespace',
       'NetworkPolicy',
       'PodDisruptionBudget',
+      'Secret',
       'Service',
       'ServiceAccount',
       'StatefulSet',
@@ -100,13 +101,12 @@ describe('environments', () => {
     assert.equal(hpa.spec.minReplicas, 3);
     assert.deepEqual(hpa.spec.scaleTargetRef, { apiVersion: 'apps/v1', kind: 'Deployment', name: NAMES.workload });
     assert.equal(hpa.spec.metrics[0].resource.name, 'cpu');
-    assert.equal(find(objects, 'StatefulSet').metadata.name, 'libsql');
+    assert.equal(find(objects, 'StatefulSet').metadata.name, 'postgres');
     const config = find(objects, 'ConfigMap', NAMES.config);
-    assert.match(config.data![ENV.databaseUrl]!, /^http:\/\/libsql\./);
     assert.equal(config.data![ENV.databaseMigrate], 'never');
-    // The sqld chart and its Namespace come before the app that needs them.
+    // The database chart and its Namespace come before the app that needs them.
     const order = objects.map((o) => `${o.kind}/${o.metadata.name}`);
-    assert.ok(order.indexOf('StatefulSet/libsql') < order.indexOf('Deployment/registration'));
+    assert.ok(order.indexOf('StatefulSet/postgres') < order.indexOf('Deployment/registration'));
   });
 
   it('the image can be overridden; unknown environments are refused', () => {

@@ -272,4 +272,34 @@ describe('kreg operator on a real cluster', { timeout: 10 * 60_000 }, () => {
       await kubectl(['-n', NS, 'delete', 'registrationservice', 'remote-db', '--timeout=120s'], { timeoutMs: 150_000 });
     }),
   );
+
+  it(
+    'a postgres-mode resource with the server beside it: PostgreSQL, its generated password, two replicas, Ready',
+    guard(async () => {
+      const t0 = performance.now();
+      const pg = {
+        apiVersion: 'kreg.dev/v1alpha1',
+        kind: 'RegistrationService',
+        metadata: { name: 'pg-accounts', namespace: NS },
+        spec: { image: 'kreg/registration:dev', replicas: 2, database: { mode: 'postgres', server: { storage: '1Gi' } } },
+      };
+      await kubectl(['apply', '-f', '-'], { input: JSON.stringify(pg) });
+      await kubectl(['-n', NS, 'wait', '--for=condition=Ready', 'registrationservice/pg-accounts', '--timeout=240s'], { timeoutMs: 260_000 });
+      console.log(`# operator: postgres-mode resource Ready ${((performance.now() - t0) / 1000).toFixed(1)} s after kubectl apply`);
+      const deployment = await kubectlJson(['-n', NS, 'get', 'deployment', 'pg-accounts']);
+      assert.equal(deployment.status.readyReplicas, 2);
+      const secret = await kubectlJson(['-n', NS, 'get', 'secret', 'pg-accounts-postgres-credentials']);
+      assert.match(Buffer.from(secret.data.password, 'base64').toString('utf8'), /^[A-Za-z0-9_-]{32}$/);
+      const pf = await portForward(NS, 'svc/pg-accounts', 80);
+      try {
+        const body = { username: 'operator-pg', password: 'violet-otter-meadow-42' };
+        assert.equal((await postJson(`${pf.url}/register`, body)).status, 201);
+        assert.equal((await postJson(`${pf.url}/login`, body)).status, 200);
+      } finally {
+        pf.stop();
+      }
+      await kubectl(['-n', NS, 'delete', 'registrationservice', 'pg-accounts', '--timeout=120s'], { timeoutMs: 150_000 });
+      assert.ok(await kubectlJson(['-n', NS, 'get', 'secret', 'pg-accounts-postgres-credentials']), 'the password outlives the resource, as the data it opens does');
+    }),
+  );
 });

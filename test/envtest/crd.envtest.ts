@@ -40,7 +40,7 @@ function validSpecs(count: number, seed = 21): Array<Record<string, unknown>> {
   const pick = <T>(values: T[]) => values[Math.floor(next() * values.length)]!;
   const specs: Array<Record<string, unknown>> = [];
   for (let i = 0; i < count; i++) {
-    const mode = pick(['default', 'embedded', 'remote-url', 'remote-server'] as const);
+    const mode = pick(['default', 'embedded', 'remote-url', 'remote-server', 'postgres-server', 'postgres-url'] as const);
     const spec: Record<string, unknown> = { image: `kreg/registration:1.${i}` };
     if (mode === 'embedded') spec.database = { mode: 'embedded', ...(maybe({ storage: pick(['512Mi', '2Gi']) }) ?? {}), ...(maybe({ storageClassName: 'fast' }) ?? {}) };
     if (mode === 'remote-url') spec.database = { mode: 'remote', url: pick(['libsql://db.example:8080', 'https://db.example', 'ws://db:8080']), authTokenSecretRef: token };
@@ -48,7 +48,9 @@ function validSpecs(count: number, seed = 21): Array<Record<string, unknown>> {
       const server = { ...(maybe({ name: 'db' }) ?? {}), ...(maybe({ storage: '10Gi' }) ?? {}), ...(maybe({ storageClassName: 'fast' }) ?? {}), ...(maybe({ jwtKeySecretRef: { name: 'jwt', key: 'pub' } }) ?? {}) };
       spec.database = { mode: 'remote', server, authTokenSecretRef: token };
     }
-    const remote = mode.startsWith('remote');
+    if (mode === 'postgres-server') spec.database = { mode: 'postgres', server: { ...(maybe({ name: 'db' }) ?? {}), ...(maybe({ storage: '10Gi' }) ?? {}), ...(maybe({ storageClassName: 'fast' }) ?? {}) } };
+    if (mode === 'postgres-url') spec.database = { mode: 'postgres', urlSecretRef: { name: 'accounts-app', key: 'uri' } };
+    const remote = mode.startsWith('remote') || mode.startsWith('postgres');
     if (remote) {
       const scaling = pick(['none', 'replicas', 'autoscaling'] as const);
       if (scaling === 'replicas') spec.replicas = pick([1, 3, 7]);
@@ -120,7 +122,7 @@ describe('RegistrationService CRD on a real API server', { skip, timeout: 120_00
   it('every valid resource of each database mode, as the API server stores it, passes the controller\'s own validation', async () => {
     const specs = validSpecs(40);
     const modes = new Set(specs.map((s) => (s.database as { mode?: string } | undefined)?.mode ?? 'default'));
-    assert.deepEqual([...modes].sort(), ['default', 'embedded', 'remote'], 'every mode is generated');
+    assert.deepEqual([...modes].sort(), ['default', 'embedded', 'postgres', 'remote'], 'every mode is generated');
     for (const [i, spec] of specs.entries()) {
       const name = `valid-${i}`;
       assert.equal(await admission(resource(name, spec)), undefined, `admitted: ${JSON.stringify(spec)}`);
@@ -136,8 +138,13 @@ describe('RegistrationService CRD on a real API server', { skip, timeout: 120_00
   it('the examples of docs/operator.md, one per database mode, are admitted as written and run by the controller', async () => {
     const page = readFileSync(new URL('../../docs/operator.md', import.meta.url), 'utf8');
     const examples = [...page.matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1]!).filter((y) => /^kind: RegistrationService$/m.test(y)).map((y) => parse(y) as KubeObject);
-    const kindOf = (o: KubeObject) => (o.spec.database?.mode === 'remote' ? (o.spec.database.server ? 'remote server' : 'remote url') : 'embedded');
-    assert.deepEqual(examples.map(kindOf).sort(), ['embedded', 'remote server', 'remote url'], 'one example per database mode');
+    const kindOf = (o: KubeObject) => {
+      const db = o.spec.database;
+      if (db?.mode === 'remote') return db.server ? 'remote server' : 'remote url';
+      if (db?.mode === 'postgres') return db.server ? 'postgres server' : 'postgres url';
+      return 'embedded';
+    };
+    assert.deepEqual(examples.map(kindOf).sort(), ['embedded', 'postgres server', 'postgres url', 'remote server', 'remote url'], 'one example per database mode');
     await client.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'docs-example' } }, { fieldManager: 'test' });
     for (const example of examples) {
       assert.equal(example.apiVersion, API_VERSION);
@@ -156,6 +163,9 @@ describe('RegistrationService CRD on a real API server', { skip, timeout: 120_00
       ['url in embedded mode', { mode: 'embedded', url: 'http://db:8080' }],
       ['server in embedded mode', { mode: 'embedded', server: {} }],
       ['authTokenSecretRef in embedded mode', { mode: 'embedded', authTokenSecretRef: token }],
+      ['urlSecretRef in remote mode', { mode: 'remote', url: 'http://db:8080', authTokenSecretRef: token, urlSecretRef: token }],
+      ['a libsql server\'s key in postgres mode', { mode: 'postgres', server: { jwtKeySecretRef: token } }],
+      ['authTokenSecretRef in postgres mode', { mode: 'postgres', urlSecretRef: token, authTokenSecretRef: token }],
     ];
     for (const [what, database] of cases) {
       const spec = { image: 'kreg/registration:1', database };
@@ -173,12 +183,14 @@ describe('RegistrationService CRD on a real API server', { skip, timeout: 120_00
       ['remote without a token Secret', { image: 'kreg/registration:1', database: { mode: 'remote', url: 'http://db:8080' } }, /authTokenSecretRef.*Secret holding the database token/s],
       ['remote with a bad url', { image: 'kreg/registration:1', database: { mode: 'remote', url: 'postgres://db', authTokenSecretRef: token } }, /spec\.database\.url/],
       ['a bad image', { image: 'Not An Image' }, /spec\.image/],
-      ['autoscaling on embedded', { image: 'kreg/registration:1', autoscaling: { minReplicas: 2, maxReplicas: 3 } }, /autoscaling needs database\.mode remote/],
+      ['autoscaling on embedded', { image: 'kreg/registration:1', autoscaling: { minReplicas: 2, maxReplicas: 3 } }, /autoscaling needs database\.mode postgres \(or remote\)/],
       ['min above max', { image: 'kreg/registration:1', database: { mode: 'remote', url: 'http://db:8080', authTokenSecretRef: token }, autoscaling: { minReplicas: 5, maxReplicas: 3 } }, /maxReplicas.*must not be less than/s],
       ['grace not above drain', { image: 'kreg/registration:1', drainSeconds: 30, graceSeconds: 30 }, /graceSeconds.*greater than drainSeconds/s],
       ['an unknown setting', { image: 'kreg/registration:1', settings: { LOG_LEVL: 'debug' } }, /unknown setting/],
       ['a storage size in GB', { image: 'kreg/registration:1', database: { mode: 'embedded', storage: '1GB' } }, /spec\.database\.storage/],
       ['an unknown database mode', { image: 'kreg/registration:1', database: { mode: 'sqlite' } }, /spec\.database\.mode/],
+      ['postgres with neither a server nor a URL Secret', { image: 'kreg/registration:1', database: { mode: 'postgres' } }, /exactly one of database\.urlSecretRef/],
+      ['postgres with both', { image: 'kreg/registration:1', database: { mode: 'postgres', server: {}, urlSecretRef: token } }, /exactly one of database\.urlSecretRef/],
     ];
     for (const [what, spec, message] of cases) {
       const refusal = await admission(resource('bad', spec));

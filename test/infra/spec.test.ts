@@ -58,7 +58,7 @@ describe('spec validation', () => {
       [{ ...minimal, replicas: 0 }, 'replicas', />=\s*1/],
       [{ ...minimal, replicas: 2 }, 'replicas', /exactly one replica/],
       [{ ...minimal, replicas: 1.5 }, 'replicas', /expected int/],
-      [{ ...minimal, autoscaling: { minReplicas: 2, maxReplicas: 4 } }, 'autoscaling', /needs database.mode remote/],
+      [{ ...minimal, autoscaling: { minReplicas: 2, maxReplicas: 4 } }, 'autoscaling', /needs database.mode postgres \(or remote\)/],
       [{ ...minimal, database: { mode: 'embedded', storage: '1GB' } }, 'database.storage', /512Mi, 1Gi or 2Ti/],
       [{ ...minimal, database: { mode: 'sqlite' } }, 'database.mode', /invalid/i],
       [{ ...minimal, database: { mode: 'remote', authTokenSecretRef: { name: 'db', key: 'token' } } }, 'database.url', /exactly one of database.url/],
@@ -121,7 +121,7 @@ describe('CRD schema from the spec', () => {
     const props = schema.properties as Record<string, any>;
     assert.equal(props.hashConcurrency.default, 2);
     assert.deepEqual(props.database.default, { mode: 'embedded', storage: '1Gi' });
-    assert.deepEqual(props.database.properties.mode.enum, ['embedded', 'remote']);
+    assert.deepEqual(props.database.properties.mode.enum, ['embedded', 'remote', 'postgres']);
     assert.deepEqual(schema.required, ['image']);
     const rules = (schema['x-kubernetes-validations'] as Array<{ rule: string; fieldPath: string }>).map((r) => r.rule);
     assert.deepEqual(rules, CROSS_FIELD_RULES.map((r) => r.rule));
@@ -134,11 +134,14 @@ describe('CRD schema from the spec', () => {
     assert.deepEqual(
       databaseRules.filter((r) => r.fieldPath).map((r) => [r.fieldPath, r.rule]),
       [
+        // A field two modes share holds the fields of both; one only remote's server has is refused for postgres.
+        ['.server.jwtKeySecretRef', "!has(self.server) || !has(self.server.jwtKeySecretRef) || self.mode in ['remote']"],
         ['.storage', "!has(self.storage) || self.mode in ['embedded']"],
         ['.storageClassName', "!has(self.storageClassName) || self.mode in ['embedded']"],
         ['.url', "!has(self.url) || self.mode in ['remote']"],
-        ['.server', "!has(self.server) || self.mode in ['remote']"],
+        ['.server', "!has(self.server) || self.mode in ['remote', 'postgres']"],
         ['.authTokenSecretRef', "!has(self.authTokenSecretRef) || self.mode in ['remote']"],
+        ['.urlSecretRef', "!has(self.urlSecretRef) || self.mode in ['postgres']"],
       ],
     );
   });
