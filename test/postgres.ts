@@ -64,7 +64,11 @@ process.once('exit', () => {
   for (const child of running) child.kill('SIGKILL');
 });
 
-export async function startPostgres(options: { maxConnections?: number } = {}): Promise<TestPostgres> {
+/**
+ * `durable`: keep PostgreSQL's own defaults (fsync, full_page_writes), for a benchmark that compares
+ * its commits with a durable libsql file.
+ */
+export async function startPostgres(options: { maxConnections?: number; durable?: boolean } = {}): Promise<TestPostgres> {
   const bin = postgresBinDir();
   if (!bin) throw new Error('no PostgreSQL binaries found (apt-get install postgresql, or set KREG_PG_BIN)');
   const user = runAs();
@@ -87,7 +91,7 @@ export async function startPostgres(options: { maxConnections?: number } = {}): 
   let log = '';
 
   const start = async () => {
-    const args = ['-D', data, '-k', dir, '-p', String(port), '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'full_page_writes=off'];
+    const args = ['-D', data, '-k', dir, '-p', String(port), '-c', 'listen_addresses=127.0.0.1', ...(options.durable ? [] : ['-c', 'fsync=off', '-c', 'full_page_writes=off'])];
     if (options.maxConnections) args.push('-c', `max_connections=${options.maxConnections}`);
     const c = spawn(join(bin, 'postgres'), args, { ...(user ?? {}), cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
     child = c;

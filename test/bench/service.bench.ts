@@ -18,7 +18,11 @@
  * autocannon's CPU, and both figures are reported.
  * Environment: BENCH_SECONDS (default 5: per generator per round, and per later phase),
  * BENCH_ROUNDS (default 3), BENCH_CONNECTIONS (default 8), BENCH_PROFILE=1 (the server runs with
- * --cpu-prof; the top frames of its main thread during the last registration phase are printed).
+ * --cpu-prof; the top frames of its main thread during the last registration phase are printed),
+ * BENCH_DATABASE (file, the default, or postgres: a throwaway PostgreSQL server, test/postgres.ts).
+ *
+ * Before all that, the raw insert rate of each database the machine has (the user store's one
+ * statement, without hashing or HTTP): one insert at a time, and 4 at once (a pod's hashing slots).
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -26,14 +30,21 @@ import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { hash, type Algorithm } from '@node-rs/argon2';
 import autocannon from 'autocannon';
+import { randomUUID } from 'node:crypto';
 import { loadConfig } from '../../service/src/config.js';
+import { migrateDatabase, openDatabase, userStoreOf } from '../../service/src/db/client.js';
+import { DatabaseGuard } from '../../service/src/db/guard.js';
 import { freePort } from '../ports.js';
+import { postgresBinDir, startPostgres, type TestPostgres } from '../postgres.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 8);
 const PROFILE = process.env.BENCH_PROFILE === '1';
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const WARMUP_SECONDS = Number(process.env.BENCH_WARMUP_SECONDS ?? 3);
+const DATABASE = process.env.BENCH_DATABASE ?? 'file';
+if (DATABASE !== 'file' && DATABASE !== 'postgres') throw new Error(`BENCH_DATABASE must be file or postgres (got "${DATABASE}")`);
+const INSERT_SECONDS = 2;
 /** Seconds per worker count in each round's measurement of the bound. */
 const BOUND_SECONDS = 2;
 const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
@@ -82,6 +93,9 @@ interface Server {
   stop(): Promise<void>;
 }
 
+/** The database the server runs on: set by main() before the first server starts. */
+let databaseUrl = '';
+
 async function startServer(dir: string, profileDir?: string): Promise<Server> {
   const port = await freePort();
   const child = spawn(process.execPath, [...(profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : []), '--import', 'tsx', 'service/src/server.ts'], {
@@ -90,7 +104,8 @@ async function startServer(dir: string, profileDir?: string): Promise<Server> {
       ...process.env,
       PORT: String(port),
       HOST: '127.0.0.1',
-      DATABASE_URL: `file:${join(dir, 'bench.db')}`,
+      DATABASE_URL: databaseUrl,
+      DATABASE_MIGRATE: 'always',
       RATE_LIMIT_REGISTER: '0',
       RATE_LIMIT_LOGIN: '0',
       // The default level: writing access logs is part of the real per-request cost. They go to
@@ -320,10 +335,52 @@ async function driveWithWrk(server: Server, dir: string, seconds: number, prefix
   };
 }
 
+/** Inserts per second through the user store, one at a time and `parallel` at once, for INSERT_SECONDS each. */
+async function insertRates(url: string): Promise<{ sequential: number; parallel: number }> {
+  const database = await openDatabase({ url, timeoutMs: 2000, poolSize: 4 });
+  try {
+    await migrateDatabase(database);
+    const store = userStoreOf(database, new DatabaseGuard(2000));
+    const insertFor = async (workers: number) => {
+      let count = 0;
+      const until = performance.now() + INSERT_SECONDS * 1000;
+      await Promise.all(
+        Array.from({ length: workers }, async () => {
+          while (performance.now() < until) {
+            const name = `raw-${randomUUID()}`;
+            await store.create({ username: name, usernameCanonical: name, passwordHash: '$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA' });
+            count++;
+          }
+        }),
+      );
+      return count / INSERT_SECONDS;
+    };
+    await insertFor(1); // warm-up: JIT, prepared statements, the pool's connections
+    return { sequential: await insertFor(1), parallel: await insertFor(4) };
+  } finally {
+    await database.close();
+  }
+}
+
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'kreg-bench-'));
-  console.log(`kreg service benchmark: ${cpus().length} CPUs (${availableParallelism()} available), ${SECONDS} s per phase, ${CONNECTIONS} connections, node ${process.version}`);
+  console.log(`kreg service benchmark: ${cpus().length} CPUs (${availableParallelism()} available), ${SECONDS} s per phase, ${CONNECTIONS} connections, database ${DATABASE}, node ${process.version}`);
+  let pg: TestPostgres | undefined;
   try {
+    // Durable, as the libsql file is (synchronous=FULL): every commit waits for its flush.
+    if (DATABASE === 'postgres' || postgresBinDir()) pg = await startPostgres({ durable: true });
+    console.log(`\nraw inserts through the user store (${INSERT_SECONDS} s each; both durable: every commit flushed):`);
+    console.log('| database | one at a time | 4 at once |');
+    console.log('|---|---|---|');
+    const fileRates = await insertRates(`file:${join(dir, 'raw.db')}`);
+    console.log(`| libsql file (WAL, synchronous=FULL) | ${fileRates.sequential.toFixed(0)}/s | ${fileRates.parallel.toFixed(0)}/s |`);
+    if (pg) {
+      const pgRates = await insertRates(pg.url);
+      console.log(`| PostgreSQL on loopback (fsync on, pool of 4) | ${pgRates.sequential.toFixed(0)}/s | ${pgRates.parallel.toFixed(0)}/s |`);
+      pg.admin('TRUNCATE users');
+    } else console.log('(no PostgreSQL binaries: apt-get install postgresql to measure it too)');
+    databaseUrl = DATABASE === 'postgres' ? pg!.url : `file:${join(dir, 'bench.db')}`;
+
     // The bound is the machine's: nothing else running, hashes in parallel one per core, one per
     // hashing slot the server has, and one per thread-pool thread; the best of them counts. A shared
     // machine's speed drifts by a tenth or more within a minute, so the bound is not measured once
@@ -438,6 +495,7 @@ async function main(): Promise<void> {
       if (!profileDir) await server.stop();
     }
   } finally {
+    await pg?.remove();
     rmSync(dir, { recursive: true, force: true });
   }
 }
