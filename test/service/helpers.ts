@@ -26,10 +26,20 @@ export function tempDir(prefix = 'kreg-test-'): { path: string; remove(): void }
 const sentPasswords = new Set<string>();
 const secretsInLogs: string[] = [];
 
-/** Records a log line that carries a password the tests sent or any argon2 hash. */
+/** Database credentials the tests made (a throwaway PostgreSQL's password): no log line may hold one. */
+const credentials = new Set<string>();
+
+/** Adds a credential every log line is checked for, from here on. */
+export function watchCredential(secret: string): void {
+  if (secret.length >= 8) credentials.add(secret);
+}
+
+/** Records a log line that carries a password the tests sent, a database credential, or any argon2 hash. */
 export function watchLogLine(line: string, source: string): void {
-  const leaked = line.includes('$argon2') ? 'an argon2 hash' : [...sentPasswords].find((p) => line.includes(p)) && 'a password';
-  if (leaked) secretsInLogs.push(`${source} logged ${leaked}: ${line.replace(/\$argon2[^"]*/g, '$argon2…').slice(0, 400)}`);
+  const leaked = line.includes('$argon2')
+    ? 'an argon2 hash'
+    : ([...sentPasswords].find((p) => line.includes(p)) && 'a password') || ([...credentials].find((c) => line.includes(c)) && 'a database credential');
+  if (leaked) secretsInLogs.push(`${source} logged ${leaked}: ${[...credentials].reduce((l, c) => l.replaceAll(c, '<credential>'), line.replace(/\$argon2[^"]*/g, '$argon2…')).slice(0, 400)}`);
 }
 
 // Every test file that logs through these helpers fails if any line, in any test, leaked a secret.
@@ -154,6 +164,7 @@ export function databaseModes(): DatabaseMode[] {
     skip: postgresBinDir() || process.env.CI ? false : 'no PostgreSQL binaries (apt-get install postgresql)',
     start: async () => {
       pg.postgres = await startPostgres();
+      watchCredential(pg.postgres.password);
       return { DATABASE_URL: pg.postgres.url };
     },
     stop: async () => {

@@ -10,7 +10,7 @@ import { createInterface } from 'node:readline';
 import postgres from 'postgres';
 import { after, before, describe, it } from 'node:test';
 import { postgresBinDir, startPostgres, type TestPostgres } from '../postgres.js';
-import { GOOD_PASSWORD, json, startTestServer, tempDir, watchLogLine } from './helpers.js';
+import { GOOD_PASSWORD, json, startTestServer, tempDir, watchCredential, watchLogLine } from './helpers.js';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
 const NODE_ARGS = ['--import', 'tsx'];
@@ -70,6 +70,10 @@ describe('the service on PostgreSQL', { skip, timeout: 180_000 }, () => {
   let pg: TestPostgres;
   before(async () => {
     pg = await startPostgres();
+    // Every log line of every server here, in-process or not, is checked for it (helpers.ts).
+    watchCredential(pg.password);
+    watchCredential('not-the-password-1234');
+    watchCredential('hunter2-secret');
   });
   after(async () => {
     await pg?.remove();
