@@ -407,6 +407,23 @@ export class RegistrationChart extends Chart {
           metrics: [
             kplus.Metric.resourceCpu(kplus.MetricTarget.averageUtilization(props.autoscaling.cpuUtilization ?? 70)),
           ],
+          // Kubernetes' own scale-up (double, or 4 more pods, every 15 s; cdk8s-plus' default waits
+          // 60 s between steps). Down: back to what the last minute needed, in one step, instead of
+          // cdk8s-plus' 5-minute window and 3 pods per 5 minutes: a registration burst is short,
+          // and the replicas it needed hold memory for their hashes.
+          scaleUp: {
+            stabilizationWindow: Duration.seconds(0),
+            strategy: kplus.ScalingStrategy.MAX_CHANGE,
+            policies: [
+              { replicas: kplus.Replicas.percent(100), duration: Duration.seconds(15) },
+              { replicas: kplus.Replicas.absolute(4), duration: Duration.seconds(15) },
+            ],
+          },
+          scaleDown: {
+            stabilizationWindow: Duration.seconds(60),
+            strategy: kplus.ScalingStrategy.MAX_CHANGE,
+            policies: [{ replicas: kplus.Replicas.percent(100), duration: Duration.seconds(15) }],
+          },
         });
       }
 

@@ -174,12 +174,25 @@ build_registry() {
 }
 
 log "kreg cluster build: k8s $KREG_K8S_VERSION, etcd $KREG_ETCD_VERSION, coredns $KREG_COREDNS_VERSION, $GOV, cache $CACHE"
+# ---------------------------------------------------------------- metrics-server (go install of the tagged module)
+build_metrics_server() {
+  local want; want="$KREG_METRICS_SERVER_VERSION $GOV"
+  if stamp_ok metrics-server "$want"; then log "metrics-server $KREG_METRICS_SERVER_VERSION already built, skipping"; return; fi
+  local t; t=$(now)
+  # `go install module@version` builds the module's own go.mod; -mod=mod does not apply to it.
+  (GOFLAGS=-buildvcs=false GOBIN="$BIN/.metrics-server.new" go install -trimpath -ldflags "-s -w"     "sigs.k8s.io/metrics-server/cmd/metrics-server@$KREG_METRICS_SERVER_VERSION") || die "go install of metrics-server $KREG_METRICS_SERVER_VERSION failed"
+  mv "$BIN/.metrics-server.new/metrics-server" "$BIN/metrics-server"; rmdir "$BIN/.metrics-server.new"
+  echo "$want" > "$BIN/.stamp-metrics-server"
+  phase "metrics-server: download+compile" "$(since "$t")"
+}
+
 build_k8s
 build_pause
 build_etcd
 build_coredns
 build_provisioner
 build_registry
+build_metrics_server
 echo "---- build summary ($KREG_K8S_VERSION)"
 for l in "${phase_times[@]}"; do echo "  $l"; done
 echo "  total                        $(since "$T0")s"

@@ -34,7 +34,7 @@ stop_daemon() { # name  -- by pidfile, only if the process still is ours
 
 # 1. control plane + node daemons (containerd last)
 pids=""
-for d in kube-proxy local-path-provisioner kubelet kube-scheduler kube-controller-manager kube-apiserver etcd registry; do
+for d in metrics-server kube-proxy local-path-provisioner kubelet kube-scheduler kube-controller-manager kube-apiserver etcd registry; do
   pids+=" $(stop_daemon "$d")"
 done
 # fallback for lost pidfiles: our own binaries (from $CACHE_ROOT) whose command line references our state dir

@@ -4,6 +4,8 @@
 KREG_K8S_VERSION="${KREG_K8S_VERSION:-v1.35.4}"
 KREG_ETCD_VERSION="${KREG_ETCD_VERSION:-v3.6.16}"
 KREG_COREDNS_VERSION="${KREG_COREDNS_VERSION:-v1.14.7}"   # v1.14.7 uses client-go v0.35.4 like us
+# metrics-server (kubectl top, HorizontalPodAutoscalers), run as a host process beside the kubelet.
+KREG_METRICS_SERVER_VERSION="${KREG_METRICS_SERVER_VERSION:-v0.8.0}"
 KREG_PROTOBUF_VERSION="${KREG_PROTOBUF_VERSION:-v1.36.12}"
 # The local image registry (distribution, the CNCF registry), built from the Go module proxy like the rest.
 KREG_REGISTRY_VERSION="${KREG_REGISTRY_VERSION:-v3.1.2}"

@@ -30,7 +30,7 @@ fail() { echo "ERROR: $*" >&2; false; }
 
 # ------------------------------------------------------------------ preflight
 [ "$(id -u)" = 0 ] || die "up.sh must run as root"
-for b in kreg-k8s etcd coredns pause kreg-local-path-provisioner registry; do
+for b in kreg-k8s etcd coredns pause kreg-local-path-provisioner registry metrics-server; do
   [ -x "$BIN/$b" ] || die "$BIN/$b missing: run test/cluster/build.sh first"
 done
 for c in containerd containerd-shim-runc-v2 runc ctr iptables ip6tables conntrack openssl jq ip ss nsenter mount; do
@@ -54,7 +54,7 @@ pid_alive() { # name -> 0 if our recorded process is alive
   [ -f "$f" ] || return 1; p=$(cat "$f"); [ -d "/proc/$p" ] || return 1
   tr '\0' ' ' 2>/dev/null < "/proc/$p/cmdline" | grep -qF -- "$2"
 }
-DAEMONS="registry containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy local-path-provisioner"
+DAEMONS="registry containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy local-path-provisioner metrics-server"
 daemon_bin() { case $1 in containerd) echo containerd;; local-path-provisioner) echo "$BIN/kreg-local-path-provisioner";; *) echo "$BIN/$1";; esac; }
 
 healthy() {
@@ -148,6 +148,7 @@ openssl_cert kube-proxy "/CN=system:kube-proxy" "$CLIENT"
 openssl_cert apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" "$CLIENT"
 openssl_cert local-path-provisioner "/CN=kreg:local-path-provisioner" "$CLIENT"
 openssl_cert front-proxy-client "/CN=front-proxy-client" "$CLIENT"   # aggregation layer (metrics-server & co.)
+openssl_cert metrics-server "/CN=kreg:metrics-server" "$CLIENT"
 openssl genrsa -out "$PKI/sa.key" 2048 2>>"$CURRENT_LOG"
 openssl rsa -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>>"$CURRENT_LOG"
 mkkubeconfig() { # name user server
@@ -171,7 +172,7 @@ current-context: kreg
 EOK
   chmod 600 "$STATE/$1.kubeconfig"
 }
-for n in admin kube-controller-manager kube-scheduler kubelet kube-proxy local-path-provisioner; do mkkubeconfig "$n" "$n"; done
+for n in admin kube-controller-manager kube-scheduler kubelet kube-proxy local-path-provisioner metrics-server; do mkkubeconfig "$n" "$n"; done
 CURRENT_LOG=""
 phase certificates "$(since "$t")"
 
@@ -485,6 +486,79 @@ start local-path-provisioner "$BIN/kreg-local-path-provisioner" --kubeconfig="$S
 CURRENT_LOG=""
 phase storage "$(since "$t")"
 
+# ------------------------------------------------------------------ metrics-server (host process)
+# The kubelet listens on loopback only and the node's address is 127.0.0.1, which no pod can reach
+# and no EndpointSlice may hold; so metrics-server runs on the host like the control plane, scrapes
+# the kubelet on 127.0.0.1:10250, serves the aggregated API on $HOST_IP:4443, and a selector-less
+# Service with an EndpointSlice to that address registers it. kubectl top and HPAs then work.
+t=$(now)
+CURRENT_LOG="$LOGS/addons.log"
+kctl apply -f - >> "$CURRENT_LOG" 2>&1 <<EOY
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: "kreg:metrics-server"}
+rules:
+- apiGroups: [""]
+  resources: [nodes/metrics]
+  verbs: [get]
+- apiGroups: [""]
+  resources: [pods, nodes]
+  verbs: [get, list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: "kreg:metrics-server"}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "kreg:metrics-server"}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: "kreg:metrics-server"}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: "kreg:metrics-server:auth-delegator"}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "system:auth-delegator"}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: "kreg:metrics-server"}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: "kreg:metrics-server:auth-reader", namespace: kube-system}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: extension-apiserver-authentication-reader}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: "kreg:metrics-server"}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: metrics-server, namespace: kube-system, labels: {k8s-app: metrics-server}}
+spec:
+  ports: [{name: https, port: 443, targetPort: 4443, protocol: TCP}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: metrics-server-host
+  namespace: kube-system
+  labels: {kubernetes.io/service-name: metrics-server, endpointslice.kubernetes.io/managed-by: kreg.local}
+addressType: IPv4
+endpoints: [{addresses: ["$HOST_IP"], conditions: {ready: true}}]
+ports: [{name: https, port: 4443, protocol: TCP}]
+---
+apiVersion: apiregistration.k8s.io/v1
+kind: APIService
+metadata: {name: v1beta1.metrics.k8s.io, labels: {k8s-app: metrics-server}}
+spec:
+  group: metrics.k8s.io
+  version: v1beta1
+  service: {name: metrics-server, namespace: kube-system, port: 443}
+  insecureSkipTLSVerify: true
+  groupPriorityMinimum: 100
+  versionPriority: 100
+EOY
+mkdir -p "$STATE/metrics-server"
+start metrics-server "$BIN/metrics-server" --kubeconfig="$STATE/metrics-server.kubeconfig" \
+  --authentication-kubeconfig="$STATE/metrics-server.kubeconfig" --authorization-kubeconfig="$STATE/metrics-server.kubeconfig" \
+  --bind-address="$HOST_IP" --secure-port=4443 --cert-dir="$STATE/metrics-server" \
+  --kubelet-insecure-tls --kubelet-preferred-address-types=InternalIP,Hostname --kubelet-use-node-status-port \
+  --metric-resolution=15s --v=1
+CURRENT_LOG=""
+phase metrics-server "$(since "$t")"
+
 # ------------------------------------------------------------------ CoreDNS (pod)
 t=$(now)
 CURRENT_LOG="$LOGS/addons.log"
@@ -605,6 +679,10 @@ if ! WAIT_PID_NAME=kubelet wait_for 180 "CoreDNS Ready" dns_ready; then
 fi
 sa_ok() { kctl -n default get serviceaccount default; }
 wait_for 60 "serviceaccount default/default" sa_ok
+# The aggregated metrics API answers (its first figures come after two scrapes, 15-30 s later).
+metrics_api() { [ "$(kctl get apiservice v1beta1.metrics.k8s.io -o jsonpath='{.status.conditions[?(@.type=="Available")].status}')" = True ]; }
+CURRENT_LOG="$LOGS/metrics-server.log"
+WAIT_PID_NAME=metrics-server wait_for 60 "the metrics API (APIService v1beta1.metrics.k8s.io Available)" metrics_api
 CURRENT_LOG=""
 for d in $DAEMONS; do pid_alive "$d" "$(daemon_bin "$d")" || { CURRENT_LOG="$LOGS/$d.log"; fail "$d is not running"; }; done
 phase coredns-ready "$(since "$t")"
