@@ -35,15 +35,23 @@ const embeddedDatabase = z
   })
   .strict();
 
+/**
+ * What a database server run beside the service has, in both modes that can run one. The CRD merges
+ * the two `server` fields into one object, so their common part must be one and the same.
+ */
+const serverFields = {
+  name: z
+    .string()
+    .regex(/^[a-z]([-a-z0-9]{0,40}[a-z0-9])?$/)
+    .optional()
+    .describe('Name of the server\'s objects; default "<instance>-libsql" (remote) or "<instance>-postgres" (postgres).'),
+  storage: quantity.default('5Gi'),
+  storageClassName: z.string().min(1).optional(),
+};
+
 const databaseServer = z
   .object({
-    name: z
-      .string()
-      .regex(/^[a-z]([-a-z0-9]{0,40}[a-z0-9])?$/)
-      .optional()
-      .describe('Name of the server\'s objects; default "<instance>-libsql" (remote) or "<instance>-postgres" (postgres).'),
-    storage: quantity.default('5Gi'),
-    storageClassName: z.string().min(1).optional(),
+    ...serverFields,
     jwtKeySecretRef: secretKeyRef.optional().describe('Secret with the Ed25519 public key sqld verifies tokens with.'),
   })
   .strict();
@@ -58,17 +66,7 @@ const remoteDatabase = z
   .strict();
 
 /** PostgreSQL run beside the service by the charts (one instance: for evaluation and small installs). */
-const postgresServer = z
-  .object({
-    name: z
-      .string()
-      .regex(/^[a-z]([-a-z0-9]{0,40}[a-z0-9])?$/)
-      .optional()
-      .describe('Name of the server\'s objects; default "<instance>-libsql" (remote) or "<instance>-postgres" (postgres).'),
-    storage: quantity.default('5Gi'),
-    storageClassName: z.string().min(1).optional(),
-  })
-  .strict();
+const postgresServer = z.object(serverFields).strict();
 
 const postgresDatabase = z
   .object({

@@ -9,6 +9,8 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 # shellcheck source=../../infra/scripts/docker-engine.sh
 source "$ROOT/infra/scripts/docker-engine.sh"
+# shellcheck source=debian-rootfs.sh
+source "$ROOT/test/cluster/debian-rootfs.sh"
 
 FORCE=0
 TAG=${KREG_BASE_IMAGE:-kreg/node-base:24-bookworm}
@@ -31,11 +33,7 @@ if [ "$FORCE" = 0 ] && docker image inspect "$TAG" >/dev/null 2>&1; then
 fi
 [ "$(id -u)" = 0 ] || kreg_die "base-image.sh must run as root (debootstrap)"
 command -v npm >/dev/null || kreg_die "npm not found (needed to fetch $NODE_SPEC and $NPM_SPEC)"
-if ! command -v debootstrap >/dev/null; then
-  kreg_log "installing debootstrap (apt)"
-  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y --no-install-recommends debootstrap \
-    >/tmp/kreg-apt-debootstrap.log 2>&1 || kreg_die "apt-get install debootstrap failed (see /tmp/kreg-apt-debootstrap.log)"
-fi
+ensure_debootstrap
 
 t0=$(date +%s)
 mkdir -p "$CACHE"
@@ -43,18 +41,7 @@ WORK=$(mktemp -d /var/tmp/kreg-base.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 ROOTFS=$WORK/rootfs
 
-# Debian minbase. The tarball of the bootstrap is cached, so a rebuild needs no mirror.
-SUITE_TGZ=$CACHE/bookworm-minbase.tgz
-if [ ! -s "$SUITE_TGZ" ]; then
-  kreg_log "debootstrap --variant=minbase bookworm ($MIRROR)"
-  debootstrap --variant=minbase --make-tarball="$SUITE_TGZ.part" bookworm "$WORK/tarball-work" "$MIRROR" \
-    >"$CACHE/debootstrap-tarball.log" 2>&1 || { tail -20 "$CACHE/debootstrap-tarball.log" >&2; kreg_die "debootstrap (download) failed"; }
-  mv "$SUITE_TGZ.part" "$SUITE_TGZ"
-  rm -rf "$WORK/tarball-work"
-fi
-kreg_log "debootstrap bookworm rootfs"
-debootstrap --variant=minbase --unpack-tarball="$SUITE_TGZ" bookworm "$ROOTFS" "$MIRROR" \
-  >"$WORK/debootstrap.log" 2>&1 || { tail -20 "$WORK/debootstrap.log" >&2; kreg_die "debootstrap failed"; }
+unpack_minbase "$ROOTFS" "$WORK" "$MIRROR" "$CACHE"
 
 # Node and npm from the npm registry (npm pack keeps them in the npm cache for next time).
 kreg_log "fetching $NODE_SPEC and $NPM_SPEC from the npm registry"

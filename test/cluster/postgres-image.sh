@@ -10,6 +10,8 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 # shellcheck source=../../infra/scripts/docker-engine.sh
 source "$ROOT/infra/scripts/docker-engine.sh"
+# shellcheck source=debian-rootfs.sh
+source "$ROOT/test/cluster/debian-rootfs.sh"
 
 FORCE=0
 TAG=${KREG_POSTGRES_IMAGE:-kreg/postgres:15}
@@ -23,7 +25,7 @@ done
 MIRROR=${KREG_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 SECURITY_MIRROR=${KREG_DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
 CACHE=${KREG_BASE_CACHE:-/var/cache/kreg-base}
-RECIPE=$(cat "$0" "$ROOT/infra/images/postgres/Dockerfile" "$ROOT/infra/images/postgres/entrypoint.sh" | sha256sum | cut -c1-16)
+RECIPE=$(cat "$0" "$ROOT/test/cluster/debian-rootfs.sh" "$ROOT/infra/images/postgres/Dockerfile" "$ROOT/infra/images/postgres/entrypoint.sh" | sha256sum | cut -c1-16)
 
 ensure_docker_engine
 if [ "$FORCE" = 0 ] && [ "$(docker image inspect "$TAG" --format '{{index .Config.Labels "kreg.recipe"}}' 2>/dev/null || true)" = "$RECIPE" ]; then
@@ -31,28 +33,14 @@ if [ "$FORCE" = 0 ] && [ "$(docker image inspect "$TAG" --format '{{index .Confi
   exit 0
 fi
 [ "$(id -u)" = 0 ] || kreg_die "postgres-image.sh must run as root (debootstrap, chroot)"
-if ! command -v debootstrap >/dev/null; then
-  kreg_log "installing debootstrap (apt)"
-  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y --no-install-recommends debootstrap \
-    >/tmp/kreg-apt-debootstrap.log 2>&1 || kreg_die "apt-get install debootstrap failed (see /tmp/kreg-apt-debootstrap.log)"
-fi
+ensure_debootstrap
 
 t0=$(date +%s)
 mkdir -p "$CACHE"
 WORK=$(mktemp -d /var/tmp/kreg-postgres.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 ROOTFS=$WORK/rootfs
-SUITE_TGZ=$CACHE/bookworm-minbase.tgz
-if [ ! -s "$SUITE_TGZ" ]; then
-  kreg_log "debootstrap --variant=minbase bookworm ($MIRROR)"
-  debootstrap --variant=minbase --make-tarball="$SUITE_TGZ.part" bookworm "$WORK/tarball-work" "$MIRROR" \
-    >"$CACHE/debootstrap-tarball.log" 2>&1 || { tail -20 "$CACHE/debootstrap-tarball.log" >&2; kreg_die "debootstrap (download) failed"; }
-  mv "$SUITE_TGZ.part" "$SUITE_TGZ"
-  rm -rf "$WORK/tarball-work"
-fi
-kreg_log "debootstrap bookworm rootfs"
-debootstrap --variant=minbase --unpack-tarball="$SUITE_TGZ" bookworm "$ROOTFS" "$MIRROR" \
-  >"$WORK/debootstrap.log" 2>&1 || { tail -20 "$WORK/debootstrap.log" >&2; kreg_die "debootstrap failed"; }
+unpack_minbase "$ROOTFS" "$WORK" "$MIRROR" "$CACHE"
 
 # The ids the charts run as, fixed before the package would pick its own.
 chroot "$ROOTFS" /usr/sbin/groupadd --system --gid 999 postgres

@@ -14,6 +14,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { get as httpsGet } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { KubeClient } from '../../infra/engine/client.js';
 import { waitFor } from '../wait.js';
 import { freePort } from '../ports.js';
 
@@ -170,4 +171,27 @@ export async function startApiServer(): Promise<TestApiServer> {
 /** Polls `fn` every 100 ms until it returns something truthy (errors count as not yet), for up to 15 s by default. */
 export function eventually<T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 15_000): Promise<T> {
   return waitFor(what, async () => fn(), timeoutMs, 100);
+}
+
+/**
+ * Marks a Job complete by writing its status, as the Job controller would: nothing runs pods on a
+ * bare API server, so a test that needs a gate to pass says so itself.
+ */
+export async function completeJob(client: KubeClient, ref: { namespace: string; name: string }): Promise<void> {
+  const live = await client.get({ apiVersion: 'batch/v1', kind: 'Job', ...ref });
+  const now = new Date().toISOString();
+  await client.request('PUT', `/apis/batch/v1/namespaces/${ref.namespace}/jobs/${ref.name}/status`, {
+    body: {
+      ...live,
+      status: {
+        startTime: now,
+        completionTime: now,
+        succeeded: 1,
+        conditions: [
+          { type: 'SuccessCriteriaMet', status: 'True', lastTransitionTime: now },
+          { type: 'Complete', status: 'True', lastTransitionTime: now },
+        ],
+      },
+    },
+  });
 }

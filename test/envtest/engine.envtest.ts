@@ -13,7 +13,7 @@ import type { EngineEvent } from '../../infra/engine/events.js';
 import { reconcileOnce, writeParent, type ReconcileOptions, type Target } from '../../infra/engine/reconcile.js';
 import { listRevisions, recordRevision } from '../../infra/engine/revisions.js';
 import type { KubeObject } from '../../infra/engine/types.js';
-import { binariesPresent, startApiServer, type TestApiServer } from './apiserver.js';
+import { binariesPresent, completeJob, startApiServer, type TestApiServer } from './apiserver.js';
 
 // In CI the build ran first: a missing binary must fail there, not skip.
 const skip = binariesPresent() || process.env.CI ? false : 'no kube-apiserver/etcd build (run npm run cluster:up once)';
@@ -112,22 +112,7 @@ describe('engine orchestration on a real API server', { skip, timeout: 180_000 }
     assert.ok(again.apiCalls <= 3, `resuming costs ${again.apiCalls} calls`);
 
     // The Job completes (written to its status, as its controller would).
-    const live = await client.get({ apiVersion: 'batch/v1', kind: 'Job', namespace: 'gate', name: 'migrate' });
-    const now = new Date().toISOString();
-    await client.request('PUT', '/apis/batch/v1/namespaces/gate/jobs/migrate/status', {
-      body: {
-        ...live,
-        status: {
-          startTime: now,
-          completionTime: now,
-          succeeded: 1,
-          conditions: [
-            { type: 'SuccessCriteriaMet', status: 'True', lastTransitionTime: now },
-            { type: 'Complete', status: 'True', lastTransitionTime: now },
-          ],
-        },
-      },
-    });
+    await completeJob(client, { namespace: 'gate', name: 'migrate' });
     const done = await reconcileOnce(client, set, target, options({ wait: false }), again.memo);
     assert.equal(done.status, 'ready', JSON.stringify(done.failure));
     assert.ok(await client.get({ apiVersion: 'apps/v1', kind: 'Deployment', namespace: 'gate', name: 'web' }), 'applied once the gate passed');

@@ -20,7 +20,7 @@ import { synth } from '../../infra/main.js';
 import { installCrd } from '../../infra/operator/install.js';
 import { RegistrationServiceController } from '../../infra/operator/controller.js';
 import { API_VERSION, KIND } from '../../infra/operator/crd.js';
-import { binariesPresent, eventually, startApiServer, type TestApiServer } from './apiserver.js';
+import { binariesPresent, completeJob, eventually, startApiServer, type TestApiServer } from './apiserver.js';
 
 const skip = binariesPresent() || process.env.CI ? false : 'no kube-apiserver/etcd build (run npm run cluster:up once)';
 
@@ -44,26 +44,6 @@ const configMap = (namespace: string, name: string, data: Record<string, string>
   metadata: { name, namespace, ...(annotations ? { annotations } : {}) },
   data,
 });
-
-/** Marks a Job complete, as its controller would (nothing runs pods here). */
-async function completeJob(client: KubeClient, job: KubeObject): Promise<void> {
-  const live = await client.get(refOf(job));
-  const now = new Date().toISOString();
-  await client.request('PUT', `/apis/batch/v1/namespaces/${job.metadata.namespace}/jobs/${job.metadata.name}/status`, {
-    body: {
-      ...live,
-      status: {
-        startTime: now,
-        completionTime: now,
-        succeeded: 1,
-        conditions: [
-          { type: 'SuccessCriteriaMet', status: 'True', lastTransitionTime: now },
-          { type: 'Complete', status: 'True', lastTransitionTime: now },
-        ],
-      },
-    },
-  });
-}
 
 const collect = () => {
   const events: EngineEvent[] = [];
@@ -142,7 +122,7 @@ describe('the CLI path takes nothing that is not the set\'s', { skip, timeout: 1
 
     // Adopting a namespace would make everything in it go with the set: the rest is adopted here.
     const namespaced = desired.filter((o) => o.kind !== 'Namespace');
-    for (const job of namespaced.filter((o) => o.kind === 'Job')) await completeJob(client, job);
+    for (const job of namespaced.filter((o) => o.kind === 'Job')) await completeJob(client, { namespace: job.metadata.namespace!, name: job.metadata.name });
     const { events, onEvent } = collect();
     const adopted = await deploy(client, namespaced, target, { forceConflicts: true, adopt: true, prune: true, wait: false, description: 'test', timeoutMs: 30_000, onEvent });
     assert.equal(adopted.ok, true, JSON.stringify(adopted.failure));
