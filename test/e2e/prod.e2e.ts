@@ -282,6 +282,11 @@ describe('prod on the cluster: replicas on PostgreSQL', { timeout: 15 * 60_000 }
       const hpa = () => kubectlJson(['-n', NS, 'get', 'hpa', 'registration']);
       const cpu = (h: any) => h.status?.currentMetrics?.[0]?.resource?.current?.averageUtilization as number | undefined;
       await waitFor('CPU figures for the HPA (metrics-server)', async () => (cpu(await hpa()) !== undefined ? true : undefined), 120_000, 2000);
+      // The loads of the tests before may have scaled it up already: start from rest.
+      await waitFor('the HPA at rest, 3 replicas', async () => {
+        const h = await hpa();
+        return h.status?.desiredReplicas === 3 && h.status?.currentReplicas === 3 ? true : undefined;
+      }, 300_000, 2000);
       const t0 = performance.now();
       const load = runNodePod(NS, IMAGE, 'hpa-client', registrationLoad(90, 'hpa', 8));
       const scaled = await waitFor('the HPA to want more than 3 replicas', async () => {
