@@ -30,35 +30,52 @@ RUN if [ -n "$NPM_EXTRA_CA" ]; then printf '%s\n' "$NPM_EXTRA_CA" >/tmp/extra-ca
  && npm ci --no-audit --no-fund \
  && rm -rf /tmp/extra-ca.pem /root/.npm
 
-# --- TypeScript → build/ (entry points build/service/src/{server,migrate}.js + build/service/drizzle) ---
-FROM deps AS build
-COPY package.json tsconfig.json ./
+# --- the service bundled (infra/scripts/build-service.mjs): build/service/src/{server,migrate}.js,
+# the migrations, and the native packages they load. esbuild only, no type-check (CI does that), so
+# a source change rebuilds in about a second.
+FROM deps AS service-build
+COPY tsconfig.json ./
+COPY infra/scripts/build-service.mjs ./infra/scripts/
 COPY service ./service
-RUN npm run build && mkdir -p /rootfs-data
+RUN node infra/scripts/build-service.mjs --quiet
 
-# --- production dependencies only (package.json "dependencies"), pruned from the full install ---
-# Pruning reuses what the deps stage downloaded instead of fetching the production packages again.
-FROM deps AS prod-deps
-RUN npm prune --omit=dev --no-audit --no-fund
+# --- the runtime images' root filesystem (infra/images/runtime/rootfs.sh): node, the shared
+# libraries it and the native addons load, CA certificates, time zone data, passwd and group.
+# Assembled in a Debian stage from the base's own files, so it builds with no registry and no
+# network, wherever the base came from.
+FROM deps AS runtime-root
+COPY infra/images/runtime/rootfs.sh /usr/local/bin/kreg-rootfs
+# The local base has CA certificates and time zone data; node:*-slim may not, and can fetch them.
+RUN if [ ! -s /etc/ssl/certs/ca-certificates.crt ] || [ ! -d /usr/share/zoneinfo ]; then \
+      apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends ca-certificates tzdata; \
+    fi \
+ && kreg-rootfs /rootfs /usr/local/bin/node $(find /app/node_modules -name '*.node')
 
-# --- runtime: node + build/ + production node_modules, as a numeric non-root user --------------
+# --- the runtime base: that root filesystem and nothing else. No shell, no package manager. -----
+FROM scratch AS runtime-base
+COPY --from=runtime-root /rootfs /
+# COPY makes root the owner of what it copies; /data is the service user's (rootfs.sh says why).
+COPY --from=runtime-root --chown=10001:10001 /rootfs/data /data
+ENV PATH=/usr/local/bin \
+    NODE_ENV=production
+WORKDIR /app
+
+# --- runtime: the bundle, as a numeric non-root user. Layers from the least to the most often
+# changed, so that a source change ships as one layer of a few MB.
 # Before the CLI and operator stages: Docker's classic builder builds every stage up to the target,
 # so `--target runtime` (test/cluster/image.sh, kreg dev) then skips bundling the CLI on each build.
-FROM ${BASE_IMAGE} AS runtime
-ENV NODE_ENV=production \
-    DATABASE_URL=file:/data/registrations.db
-WORKDIR /app
-COPY --from=prod-deps /app/node_modules ./node_modules
-COPY --from=build /app/build ./build
-COPY package.json ./
-# An empty, user-owned /data: a fresh volume mounted there inherits this ownership in Docker, and
-# in Kubernetes fsGroup makes the PVC writable. The root filesystem itself can be read-only.
-COPY --from=build --chown=10001:10001 /rootfs-data /data
+FROM runtime-base AS runtime
+ENV DATABASE_URL=file:/data/registrations.db
+COPY --from=service-build /app/build/service/node_modules ./build/service/node_modules
+COPY --from=service-build /app/build/service/package.json ./build/service/
+COPY --from=service-build /app/build/service/drizzle ./build/service/drizzle
+COPY --from=service-build /app/build/service/drizzle-pg ./build/service/drizzle-pg
+COPY --from=service-build /app/build/service/src ./build/service/src
 # Numeric, so Kubernetes' runAsNonRoot can verify it (a named user cannot be checked).
 USER 10001:10001
 EXPOSE 8080
 # Exec form, node as PID 1's only process: SIGTERM reaches the service, which fails readiness,
-# drains (SHUTDOWN_DRAIN_SECONDS), closes and exits 0. No npm wrapper, no shell needed at run time.
+# drains (SHUTDOWN_DRAIN_SECONDS), closes and exits 0. There is no shell to wrap it in anyway.
 CMD ["node", "build/service/src/server.js"]
 
 # --- the kreg CLI bundle (infra/scripts/build-cli.mjs): one directory, its dependencies inside ---
@@ -72,9 +89,7 @@ RUN node infra/scripts/build-cli.mjs --quiet
 # --- the operator: node + the CLI bundle, nothing else (docker build --target operator) ---------
 # `kreg operator install` deploys it; it runs `kreg operator run` as a numeric non-root user on a
 # read-only root filesystem and talks to the API server with its ServiceAccount.
-FROM ${BASE_IMAGE} AS operator
-ENV NODE_ENV=production
-WORKDIR /app
+FROM runtime-base AS operator
 COPY --from=cli-build /app/build/cli ./build/cli
 COPY bin/kreg.mjs ./bin/kreg.mjs
 COPY package.json ./

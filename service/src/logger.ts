@@ -1,6 +1,7 @@
 import { DrizzleQueryError } from 'drizzle-orm/errors';
 import { pino, type Logger } from 'pino';
 import { redactSecrets } from './redact.js';
+import { sourceMappedStack } from './stack.js';
 
 export type { Logger };
 export { redactHashes } from './redact.js';
@@ -52,7 +53,7 @@ export function describeError(err: unknown, depth = 0): Record<string, unknown> 
     error: err.name,
     message: redactSecrets(err.message),
     ...(code !== undefined ? { code } : {}),
-    ...(err.stack ? { stack: redactSecrets(err.stack.split('\n').slice(0, 8).join('\n')) } : {}),
+    ...(err.stack ? { stack: redactSecrets(sourceMappedStack(err.stack.split('\n').slice(0, 8).join('\n'))) } : {}),
     ...describedCause,
   };
 }

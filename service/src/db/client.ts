@@ -72,10 +72,14 @@ export function userStoreOf(handle: DatabaseHandle, guard: DatabaseGuard): UserS
   return handle.kind === 'postgres' ? new PostgresUserStore(handle.db, guard) : new LibsqlUserStore(handle.db, guard);
 }
 
-/** `service/drizzle` in the source tree and `build/service/drizzle` in the built image. */
-export const MIGRATIONS_DIR = fileURLToPath(new URL('../../drizzle', import.meta.url));
+// Defined (as true) only in the bundle (infra/scripts/build-service.mjs), whose build/service/src/*.js
+// sit one folder above this file's place in the tree; from source it is an undeclared global.
+declare const KREG_SERVICE_BUNDLE: boolean | undefined;
+const SERVICE_DIR = new URL(typeof KREG_SERVICE_BUNDLE === 'undefined' ? '../../' : '../', import.meta.url);
+/** `service/drizzle` in the source tree and `build/service/drizzle` beside the bundle. */
+export const MIGRATIONS_DIR = fileURLToPath(new URL('drizzle', SERVICE_DIR));
 /** The PostgreSQL migrations, beside them (drizzle-kit writes one folder per dialect). */
-export const PG_MIGRATIONS_DIR = fileURLToPath(new URL('../../drizzle-pg', import.meta.url));
+export const PG_MIGRATIONS_DIR = fileURLToPath(new URL('drizzle-pg', SERVICE_DIR));
 
 export function isEmbeddedUrl(url: string): boolean {
   return url.startsWith('file:') || url === ':memory:';
