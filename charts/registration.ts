@@ -309,27 +309,24 @@ export class RegistrationChart extends Chart {
       this.containerProps(props.image, resources, memoryMiB, {
         name: 'registration',
         args: undefined,
+        // No startup probe. The process listens first and answers /livez itself while it starts
+        // (service/src/server.ts), so liveness cannot kill a slow start; every other request,
+        // readiness included, is held until the service can serve. The kubelet asks for readiness
+        // as soon as it sees the container start, so the pod turns Ready the moment the service
+        // can serve, instead of at the next tick of a startup probe (a second, with one before).
+        // The period only matters after a failed probe: a start slower than the timeout, or a
+        // database that stops answering.
         readiness: kplus.Probe.fromHttpGet(HEALTH_PATHS.readiness, {
           port: DEFAULT_PORT,
-          periodSeconds: Duration.seconds(5),
-          timeoutSeconds: Duration.seconds(3),
-          failureThreshold: 2,
+          periodSeconds: Duration.seconds(2),
+          timeoutSeconds: Duration.seconds(2),
+          failureThreshold: 3,
         }),
         liveness: kplus.Probe.fromHttpGet(HEALTH_PATHS.liveness, {
           port: DEFAULT_PORT,
           periodSeconds: Duration.seconds(10),
           timeoutSeconds: Duration.seconds(3),
           failureThreshold: 3,
-        }),
-        // Start-up (config, database open, embedded migrations) may take a while on a cold volume;
-        // liveness only starts once this passes, so a slow start is not killed mid-migration. Probed
-        // every second (for up to 2 minutes): readiness is only asked after it passes, so its period
-        // is time every new pod waits before it can take traffic.
-        startup: kplus.Probe.fromHttpGet(HEALTH_PATHS.liveness, {
-          port: DEFAULT_PORT,
-          periodSeconds: Duration.seconds(1),
-          timeoutSeconds: Duration.seconds(2),
-          failureThreshold: 120,
         }),
       }),
     );

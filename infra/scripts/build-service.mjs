@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Bundles the registration service for images and for `node build/…` users: build/service/ holds
-//   src/server.js, src/migrate.js   the entry points (esbuild), a shared chunk, linked source maps
+//   src/server.js, src/migrate.js   the entry points (esbuild), the chunks they share or load
+//                                   on demand (each database driver), linked source maps
 //   drizzle/, drizzle-pg/           the migrations, read at run time
 //   node_modules/                   only what cannot be bundled: the native packages (argon2's and
 //                                   libsql's prebuilt addons and their loaders) and Swagger UI's two
@@ -118,6 +119,6 @@ for (const file of ['package.json', 'LICENSE', 'swagger-ui-bundle.js', 'swagger-
 }
 
 if (!quiet) {
-  const js = Object.entries(outputs).map(([f, b]) => `${f.split('/').pop()} ${(b / 1e6).toFixed(1)} MB`).join(', ');
-  console.error(`build/service: ${js}; native packages ${[...copied].join(', ')}; in ${Math.round(performance.now() - t0)} ms`);
+  const bytes = Object.values(outputs).reduce((a, b) => a + b, 0);
+  console.error(`build/service: ${Object.keys(outputs).length} modules, ${(bytes / 1e6).toFixed(1)} MB of JavaScript; native packages ${[...copied].join(', ')}; in ${Math.round(performance.now() - t0)} ms`);
 }

@@ -1,5 +1,11 @@
 /**
- * Process entry: config → database → migrations → listen → graceful shutdown.
+ * Process entry: config → listen → load and start the service (run.ts) → serve → graceful shutdown.
+ *
+ * It listens before it loads the rest. Until the service can serve, the socket answers liveness
+ * itself (the process is alive, it is starting) and holds every other request, readiness probes
+ * included, then hands them to the app the moment it is ready. A kubelet asks for readiness as soon
+ * as it sees the container start, so the pod turns Ready when the service can serve, not at the
+ * next tick of a probe period; a port-forward opened early gets its answer instead of a refusal.
  *
  * Shutdown on SIGTERM/SIGINT: readiness turns false at once (so the platform stops routing new
  * requests here), the listener stays open for SHUTDOWN_DRAIN_SECONDS (requests already on their
@@ -7,157 +13,47 @@
  * process exits 0. If that takes past SHUTDOWN_GRACE_SECONDS, remaining sockets are destroyed and
  * the exit code is 1, so the forced case is visible.
  */
-import type { AddressInfo } from 'node:net';
-import type { Server } from 'node:http';
+import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http';
 import { pathToFileURL } from 'node:url';
-import { serve } from '@hono/node-server';
-import { buildApp } from './app.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
-import { checkDatabase, migrateDatabase, openDatabase, userStoreOf, verifyRemoteAccess, type DatabaseHandle } from './db/client.js';
-import { DatabaseGuard } from './db/guard.js';
-import { Metrics } from './http/metrics.js';
-import { Lifecycle } from './lifecycle.js';
-import { createLogger, describeError, type Logger } from './logger.js';
-import { PasswordHasher } from './users/hasher.js';
-import { UserService } from './users/service.js';
+import { HEALTH_PATHS } from './contract.js';
 
-export interface RunningServer {
-  url: string;
-  port: number;
+/** Requests held while starting, at most; more are answered 503 (a client should retry). */
+const MAX_HELD = 256;
+
+/** A server listening before the service is loaded (see the top of this file). */
+export interface EarlyServer {
   server: Server;
-  lifecycle: Lifecycle;
-  database: DatabaseHandle;
-  /** Drains and closes; resolves with the exit code the process should use. */
-  shutdown(reason: string): Promise<number>;
+  /** From now on every request, held ones first, goes to `listener`. */
+  serve(listener: RequestListener): void;
 }
 
-/**
- * Wires the service's parts (hasher, metrics, store, users, app) around an open database. No I/O:
- * the server below and the tests share it, so tests exercise exactly the production wiring.
- */
-export function assembleApp(opts: {
-  config: Config;
-  database: DatabaseHandle;
-  logger: Logger;
-  lifecycle: Lifecycle;
-  defaultMetrics?: boolean;
-}) {
-  const { config, database, logger, lifecycle } = opts;
-  const hasher = new PasswordHasher(config.hash);
-  const metrics = new Metrics({ hasher, defaultMetrics: opts.defaultMetrics ?? false });
-  const guard = new DatabaseGuard(config.database.timeoutMs, {
-    // Logged once per change, so `kubectl logs` (and kreg's evidence) say why readiness turned.
-    onWritePathChange: (failure) =>
-      failure
-        ? logger.warn({ reason: failure.reason }, 'database writes failing: readiness off until a write succeeds')
-        : logger.info('database writes succeed again'),
-    onRefusalChange: (refusal) =>
-      refusal
-        ? logger.error({ reason: refusal.reason, ...describeError(refusal.cause) }, 'database refused the request; requests answer 503 until it accepts again')
-        : logger.info('database accepts requests again'),
-  });
-  const users = new UserService(
-    userStoreOf(database, guard),
-    hasher,
-    (err) => logger.warn(describeError(err), 'password rehash failed'),
-    () => metrics.rehashes.inc(),
-  );
-  const app = buildApp({
-    users,
-    metrics,
-    logger,
-    lifecycle,
-    checkDatabase: () => checkDatabase(database, guard),
-    options: { bodyLimitBytes: config.bodyLimitBytes, rateLimit: config.rateLimit, trustProxyHops: config.trustProxyHops },
-  });
-  return { app, hasher, metrics, guard };
-}
-
-export async function startServer(config: Config, logger: Logger): Promise<RunningServer> {
-  const lifecycle = new Lifecycle();
-  const database = await openDatabase({
-    ...config.database,
-    // PostgreSQL's notices (a WARNING after a crash restart, say) as log lines, not console output.
-    onNotice: (notice) => logger.info({ severity: notice.severity, code: notice.code, notice: notice.message }, 'database notice'),
-  });
-  if (!database.embedded) {
-    try {
-      const check = await verifyRemoteAccess(database, {
-        timeoutMs: config.database.timeoutMs,
-        retryForMs: config.database.startupWaitSeconds * 1000,
-        onRetry: (reason, delayMs) => logger.warn({ reason, delayMs }, 'database unreachable at start-up; retrying'),
-      });
-      if (!check.reachable) {
-        logger.warn({ reason: check.reason }, 'database still unreachable; starting unready (readiness says why) until it answers');
-      }
-    } catch (err) {
-      await database.close();
-      throw err;
+export function listenEarly(config: Pick<Config, 'port' | 'host'>): Promise<EarlyServer> {
+  const held: Array<[IncomingMessage, ServerResponse]> = [];
+  let handle = (req: IncomingMessage, res: ServerResponse): void => {
+    if (req.url === HEALTH_PATHS.liveness) {
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"alive"}');
+    } else if (held.length < MAX_HELD) {
+      held.push([req, res]);
+    } else {
+      res.writeHead(503, { 'content-type': 'application/problem+json', 'retry-after': '1' });
+      res.end(JSON.stringify({ type: 'about:blank', title: 'Service Unavailable', status: 503, detail: 'the service is starting' }));
     }
-  }
-  const shouldMigrate =
-    config.database.migrate === 'always' || (config.database.migrate === 'auto' && database.embedded);
-  if (shouldMigrate) {
-    const t0 = performance.now();
-    await migrateDatabase(database);
-    logger.info({ durationMs: Math.round(performance.now() - t0) }, 'database migrations applied');
-  }
-
-  const { app } = assembleApp({ config, database, logger, lifecycle, defaultMetrics: true });
-
-  const server = await new Promise<Server>((resolve, reject) => {
-    const s = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, () => resolve(s as Server)) as Server;
-    s.once('error', reject);
-  });
-  // Keep-alive sockets must outlive a typical load balancer's idle timeout (60 s), or it may reuse
-  // a socket we are closing and see a reset.
-  server.keepAliveTimeout = 65_000;
-  server.headersTimeout = 66_000;
-  const port = (server.address() as AddressInfo).port;
-  lifecycle.markReady();
-  logger.info(
-    {
-      port,
-      host: config.host,
-      database: database.kind === 'postgres' ? 'postgres' : database.embedded ? 'embedded' : 'remote',
-      hash: { memoryKib: config.hash.memoryKib, iterations: config.hash.iterations, concurrency: config.hash.concurrency },
-    },
-    'listening',
-  );
-
-  let shuttingDown: Promise<number> | undefined;
-  const shutdown = (reason: string): Promise<number> => {
-    shuttingDown ??= (async () => {
-      lifecycle.markDraining();
-      logger.info({ reason, drainSeconds: config.shutdown.drainSeconds }, 'shutting down: readiness off, draining');
-      const deadline = Date.now() + config.shutdown.graceSeconds * 1000;
-      await sleep(config.shutdown.drainSeconds * 1000);
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      // close() only reaps sockets idle at that instant; keep-alive sockets that finish a request
-      // afterwards would otherwise linger until keepAliveTimeout.
-      const reaper = setInterval(() => server.closeIdleConnections(), 50);
-      server.closeIdleConnections();
-      const timedOut = await Promise.race([
-        closed.then(() => false),
-        sleep(Math.max(0, deadline - Date.now() - 250)).then(() => true),
-      ]);
-      clearInterval(reaper);
-      if (timedOut) {
-        logger.warn('grace period exhausted; closing remaining connections');
-        server.closeAllConnections();
-      }
-      await database.close();
-      logger.info({ forced: timedOut }, 'shutdown complete');
-      return timedOut ? 1 : 0;
-    })();
-    return shuttingDown;
   };
-
-  return { url: `http://127.0.0.1:${port}`, port, server, lifecycle, database, shutdown };
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
+  const server = createServer((req, res) => handle(req, res));
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.port, config.host, () => {
+      server.off('error', reject);
+      resolve({
+        server,
+        serve(listener) {
+          handle = listener;
+          for (const [req, res] of held.splice(0)) if (!res.destroyed) void listener(req, res);
+        },
+      });
+    });
+  });
 }
 
 async function main(): Promise<void> {
@@ -171,10 +67,21 @@ async function main(): Promise<void> {
     }
     throw err;
   }
+  const listening = listenEarly(config).then(
+    (early) => ({ early }),
+    (error: unknown) => ({ error }),
+  );
+  // Loaded while the socket binds: the app, the database layer, the logger.
+  const [{ startServer }, { createLogger, describeError }] = await Promise.all([import('./run.js'), import('./logger.js')]);
   const logger = createLogger(config.logLevel);
-  let running: RunningServer;
+  const bound = await listening;
+  if ('error' in bound) {
+    logger.fatal(describeError(bound.error), 'start-up failed');
+    process.exit(1);
+  }
+  let running: Awaited<ReturnType<typeof startServer>>;
   try {
-    running = await startServer(config, logger);
+    running = await startServer(config, logger, bound.early);
   } catch (err) {
     // A refused token is a configuration error like any other: one line naming the variable, exit 2.
     if (err instanceof ConfigError) {

@@ -9,7 +9,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { WebSocketServer } from 'ws';
-import { assembleApp } from '../../service/src/server.js';
+import { assembleApp } from '../../service/src/run.js';
 import { createLogger, describeError } from '../../service/src/logger.js';
 import { Lifecycle } from '../../service/src/lifecycle.js';
 import { createTestApp, GOOD_PASSWORD, json, libsqlOf, LogCapture, startTestServer, tempDir, testConfig, watchLogLine } from './helpers.js';

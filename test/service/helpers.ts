@@ -11,7 +11,7 @@ import { loadConfig, type Config } from '../../service/src/config.js';
 import { migrateDatabase, openDatabase, type DatabaseHandle, type LibsqlHandle } from '../../service/src/db/client.js';
 import { Lifecycle } from '../../service/src/lifecycle.js';
 import { createLogger } from '../../service/src/logger.js';
-import { assembleApp, startServer, type RunningServer } from '../../service/src/server.js';
+import { assembleApp, startServer, type RunningServer } from '../../service/src/run.js';
 import { postgresBinDir, startPostgres, type TestPostgres } from '../postgres.js';
 
 export function tempDir(prefix = 'kreg-test-'): { path: string; remove(): void } {

@@ -8,7 +8,10 @@ import { Agent as HttpAgent, request as httpRequest } from 'node:http';
 import { createInterface } from 'node:readline';
 import { test } from 'node:test';
 import { createClient } from '@libsql/client';
-import { GOOD_PASSWORD, json, tempDir, watchLogLine } from './helpers.js';
+import { postgresBinDir, startPostgres } from '../postgres.js';
+import { freePort } from '../ports.js';
+import { waitFor } from '../wait.js';
+import { GOOD_PASSWORD, json, tempDir, watchCredential, watchLogLine } from './helpers.js';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
 const NODE_ARGS = ['--import', 'tsx'];
@@ -144,5 +147,51 @@ test('SIGTERM: readiness drops, in-flight registrations complete, new connection
     assert.equal(Number(n.rows[0]!.n), 24, 'no accepted registration was lost');
   } finally {
     dir.remove();
+  }
+});
+
+test('while starting, the socket answers liveness and holds other requests until the service serves them', { skip: postgresBinDir() ? false : 'no PostgreSQL binaries on this machine' }, async () => {
+  // A PostgreSQL that is down when the service starts: start-up waits for it (retrying), so the
+  // service is loaded but not serving for as long as the test keeps the database down.
+  const pg = await startPostgres();
+  watchCredential(pg.password);
+  const dir = tempDir();
+  let child: ChildProcess | undefined;
+  try {
+    await pg.stop('fast');
+    const port = await freePort();
+    const url = `http://127.0.0.1:${port}`;
+    child = spawn(process.execPath, [...NODE_ARGS, 'service/src/server.ts'], {
+      cwd: ROOT,
+      env: baseEnv(dir.path, { PORT: String(port), DATABASE_URL: pg.url, DATABASE_MIGRATE: 'always', DATABASE_STARTUP_WAIT_SECONDS: '60', SHUTDOWN_DRAIN_SECONDS: '0' }),
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    const logs: string[] = [];
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      watchLogLine(line, 'the server process');
+      logs.push(line);
+    });
+    await waitFor('the socket to answer liveness', async () => (await fetch(`${url}/livez`)).status === 200, 20_000, 50);
+    await waitFor('start-up to wait on the database', async () => logs.some((l) => l.includes('database unreachable at start-up')), 20_000, 50);
+    // Sent while the service cannot serve: held, not refused, not answered early.
+    const t0 = performance.now();
+    const readiness = fetch(`${url}/readyz`).then(async (r) => ({ status: r.status, body: await r.text(), at: performance.now() - t0 }));
+    const register = fetch(`${url}/register`, json({ username: 'held-at-start', password: GOOD_PASSWORD })).then((r) => ({ status: r.status, at: performance.now() - t0 }));
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.ok(!logs.some((l) => l.includes('"msg":"listening"')), 'still starting');
+    await pg.start();
+    const [ready, registered] = await Promise.all([readiness, register]);
+    assert.equal(ready.status, 200, ready.body);
+    assert.equal(registered.status, 201);
+    assert.ok(ready.at >= 1500 && registered.at >= 1500, `answered after the database came back (${Math.round(ready.at)} ms, ${Math.round(registered.at)} ms)`);
+    assert.match(pg.admin("SELECT count(*) FROM users WHERE username_canonical = 'held-at-start'"), /\b1\b/);
+  } finally {
+    if (child && child.exitCode === null) {
+      const exited = new Promise((r) => child!.once('exit', r));
+      child.kill('SIGTERM');
+      await exited;
+    }
+    dir.remove();
+    await pg.remove();
   }
 });

@@ -1,13 +1,12 @@
 import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createClient, type Client } from '@libsql/client';
-import { drizzle, type LibSQLDatabase } from 'drizzle-orm/libsql';
-import { migrate } from 'drizzle-orm/libsql/migrator';
+import type { Client } from '@libsql/client';
+import type { LibSQLDatabase } from 'drizzle-orm/libsql';
 import { ConfigError } from '../config.js';
 import { ENV } from '../contract.js';
 import { causeChain, DatabaseGuard, DatabaseRefusedError, DatabaseUnavailableError } from './guard.js';
-import { migratePostgres, openPostgres, type PostgresDatabase } from './postgres.js';
+import type { PostgresDatabase } from './postgres.js';
 import * as schema from './schema.js';
 import { LibsqlUserStore, PostgresUserStore, type UserStore } from '../users/store.js';
 
@@ -53,8 +52,12 @@ export interface OpenOptions {
 }
 
 /** Opens the database the URL names: PostgreSQL for postgres:// and postgresql://, libsql otherwise. */
+// Each kind of database loads only its own driver, when it is opened: the embedded file needs
+// neither libsql's HTTP and WebSocket clients (which load ws and Node's fetch) nor PostgreSQL's, and
+// what a process loads at start is time every new pod waits.
 export async function openDatabase(opts: OpenOptions): Promise<DatabaseHandle> {
   if (isPostgresUrl(opts.url)) {
+    const { migratePostgres, openPostgres } = await import('./postgres.js');
     const db = openPostgres({ url: opts.url, timeoutMs: opts.timeoutMs, poolSize: opts.poolSize ?? 4, ...(opts.onNotice ? { onNotice: opts.onNotice } : {}) });
     return {
       kind: 'postgres',
@@ -103,6 +106,9 @@ async function openLibsql(opts: OpenOptions): Promise<LibsqlHandle> {
   if (path) mkdirSync(dirname(path), { recursive: true });
   const embedded = isEmbeddedUrl(opts.url);
   const overHttp = /^(https?:|libsql:)/.test(opts.url);
+  const [{ createClient }, { drizzle }] = embedded
+    ? await Promise.all([import('@libsql/client/sqlite3'), import('drizzle-orm/libsql/sqlite3')])
+    : await Promise.all([import('@libsql/client'), import('drizzle-orm/libsql')]);
   const client = createClient({
     url: opts.url,
     ...(opts.authToken ? { authToken: opts.authToken } : {}),
@@ -171,7 +177,7 @@ async function socketsGone(ms: number): Promise<void> {
  */
 export async function migrateDatabase(handle: DatabaseHandle): Promise<void> {
   if (handle.kind === 'postgres') await handle.migrate();
-  else await migrate(handle.db, { migrationsFolder: MIGRATIONS_DIR });
+  else await (await import('drizzle-orm/libsql/migrator')).migrate(handle.db, { migrationsFolder: MIGRATIONS_DIR });
 }
 
 /**
