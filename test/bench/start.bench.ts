@@ -1,7 +1,8 @@
 /**
  * `npm run bench:start` — from `docker run` to the first answer, the service against a bare Node
- * HTTP server in the same image, side by side in one run (alternating, so drift on a shared machine
- * hits both alike). Both run as the charts run them: read-only root, uid 10001, no capabilities.
+ * HTTP server in the same image. The service's first answer is a 200 from /readyz: its socket
+ * answers /livez while it starts (service/src/server.ts), which would flatter it. Measured side by side in one run, alternating, so drift on a shared
+ * machine hits both alike. Both run as the charts run them: read-only root, uid 10001, no capabilities.
  *
  * Environment:
  *   BENCH_IMAGE           the image (default kreg/registration:dev; `npm run image` builds it)
@@ -29,11 +30,11 @@ interface Case {
 
 const cases: Case[] = [
   { name: 'bare node http server', image: IMAGE, command: ['node', '-e', BARE], path: '/' },
-  { name: 'registration service', image: IMAGE, command: ['node', ENTRY_POINTS.server.built], path: HEALTH_PATHS.liveness },
+  { name: 'registration service', image: IMAGE, command: ['node', ENTRY_POINTS.server.built], path: HEALTH_PATHS.readiness },
 ];
 if (BASELINE) {
   cases.push({ name: `bare node (${BASELINE})`, image: BASELINE, command: ['node', '-e', BARE], path: '/' });
-  cases.push({ name: `service (${BASELINE})`, image: BASELINE, command: ['node', ENTRY_POINTS.server.built], path: HEALTH_PATHS.liveness });
+  cases.push({ name: `service (${BASELINE})`, image: BASELINE, command: ['node', ENTRY_POINTS.server.built], path: HEALTH_PATHS.readiness });
 }
 
 let port = 18_300;
