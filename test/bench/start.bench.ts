@@ -1,8 +1,9 @@
 /**
  * `npm run bench:start` — from `docker run` to the first answer, the service against a bare Node
  * HTTP server in the same image. The service's first answer is a 200 from /readyz: its socket
- * answers /livez while it starts (service/src/server.ts), which would flatter it. Measured side by side in one run, alternating, so drift on a shared
- * machine hits both alike. Both run as the charts run them: read-only root, uid 10001, no capabilities.
+ * answers /livez while it starts (service/src/server.ts), which would flatter it. Measured side by
+ * side in one run, alternating, so drift on a shared machine hits both alike. Both run as the
+ * charts run them: read-only root, uid 10001, no capabilities.
  *
  * Environment:
  *   BENCH_IMAGE           the image (default kreg/registration:dev; `npm run image` builds it)
