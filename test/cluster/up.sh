@@ -101,6 +101,18 @@ sysctl -qw net.ipv4.ip_forward=1
 sysctl -qw net.bridge.bridge-nf-call-iptables=1 2>/dev/null || true
 # Docker (if present) sets FORWARD policy DROP; let pod traffic through via our own chain.
 iptables -N KREG-FORWARD 2>/dev/null || iptables -F KREG-FORWARD
+# A packet still addressed to a Service IP after PREROUTING was not DNAT'd: the Service has no
+# endpoint kube-proxy could send it to. Refuse it here, as a cluster would, instead of letting the
+# default route carry it off the machine, where this sandbox's egress proxy answers any address
+# with HTTP 404 (`server: keryx`): one CI run's clients got 26,452 of them while a Service's only
+# pod was down. Host processes get the same in OUTPUT.
+iptables -A KREG-FORWARD -d "$SERVICE_CIDR" -p tcp -m comment --comment "kreg-cluster: no endpoint" -j REJECT --reject-with tcp-reset
+iptables -A KREG-FORWARD -d "$SERVICE_CIDR" -m comment --comment "kreg-cluster: no endpoint" -j REJECT --reject-with icmp-port-unreachable
+iptables -N KREG-OUTPUT 2>/dev/null || iptables -F KREG-OUTPUT
+iptables -A KREG-OUTPUT -d "$SERVICE_CIDR" -p tcp -m comment --comment "kreg-cluster: no endpoint" -j REJECT --reject-with tcp-reset
+iptables -A KREG-OUTPUT -d "$SERVICE_CIDR" -m comment --comment "kreg-cluster: no endpoint" -j REJECT --reject-with icmp-port-unreachable
+iptables -C OUTPUT -m comment --comment kreg-cluster -j KREG-OUTPUT 2>/dev/null \
+  || iptables -I OUTPUT 1 -m comment --comment kreg-cluster -j KREG-OUTPUT
 iptables -A KREG-FORWARD -s 10.244.0.0/16 -m comment --comment "kreg-cluster pods" -j ACCEPT
 iptables -A KREG-FORWARD -d 10.244.0.0/16 -m comment --comment "kreg-cluster pods" -j ACCEPT
 iptables -C FORWARD -m comment --comment kreg-cluster -j KREG-FORWARD 2>/dev/null \
