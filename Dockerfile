@@ -60,23 +60,28 @@ ENV PATH=/usr/local/bin \
     NODE_ENV=production
 WORKDIR /app
 
-# --- runtime: the bundle, as a numeric non-root user. Layers from the least to the most often
-# changed, so that a source change ships as one layer of a few MB.
+# --- runtime-libs: everything of the runtime but the service's code, as a numeric non-root user.
+# Layers from the least to the most often changed. `kreg dev` tags this stage once per full build
+# and, for a change under service/src only, puts a bundle made on the host on top of it
+# (infra/images/dev/Dockerfile) instead of building here again.
 # Before the CLI and operator stages: Docker's classic builder builds every stage up to the target,
 # so `--target runtime` (test/cluster/image.sh, kreg dev) then skips bundling the CLI on each build.
-FROM runtime-base AS runtime
+FROM runtime-base AS runtime-libs
 ENV DATABASE_URL=file:/data/registrations.db
 COPY --from=service-build /app/build/service/node_modules ./build/service/node_modules
 COPY --from=service-build /app/build/service/package.json ./build/service/
 COPY --from=service-build /app/build/service/drizzle ./build/service/drizzle
 COPY --from=service-build /app/build/service/drizzle-pg ./build/service/drizzle-pg
-COPY --from=service-build /app/build/service/src ./build/service/src
 # Numeric, so Kubernetes' runAsNonRoot can verify it (a named user cannot be checked).
 USER 10001:10001
 EXPOSE 8080
 # Exec form, node as PID 1's only process: SIGTERM reaches the service, which fails readiness,
 # drains (SHUTDOWN_DRAIN_SECONDS), closes and exits 0. There is no shell to wrap it in anyway.
 CMD ["node", "build/service/src/server.js"]
+
+# --- runtime: the service. Its code is the last layer, a few MB: what a source change ships. ----
+FROM runtime-libs AS runtime
+COPY --from=service-build /app/build/service/src ./build/service/src
 
 # --- the kreg CLI bundle (infra/scripts/build-cli.mjs): one directory, its dependencies inside ---
 FROM deps AS cli-build

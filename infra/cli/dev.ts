@@ -9,7 +9,8 @@
  * charts this process loaded would be stale) and prints its own progress and failure evidence.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, watch, type FSWatcher } from 'node:fs';
+import { existsSync, rmSync, watch, type FSWatcher } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, sep } from 'node:path';
 import { parseArgs } from 'node:util';
 import { clientOptions, ENVIRONMENT_NAMES, ENVIRONMENT_NAMESPACES, type Io, kubeconfigProblem, parseDuration } from './args.js';
@@ -23,8 +24,9 @@ The inner loop, in the kreg project's directory. Builds the service image from t
 (npm run image; tagged by content: kreg/registration:dev-<image id>), makes it available to the
 cluster, deploys it (kreg deploy --image), opens a port-forward on http://127.0.0.1:<port> that
 follows rollouts, and streams the logs of the current pods. Then it watches the tree: a change under
-service/ (or Dockerfile, package.json, package-lock.json) rebuilds and redeploys; a change to
-charts/ or infra/ only redeploys. Each cycle prints its split (build, transfer, rollout) and how long
+service/src only bundles the code on the host and layers it on the last full build; any other change
+under service/ (or Dockerfile, package.json, package-lock.json) rebuilds the image; both redeploy.
+A change to charts/ or infra/ only redeploys. Each cycle prints its split (build, transfer, rollout) and how long
 the edit took to reach a ready pod. A failed build or deploy is shown with its evidence and the loop
 keeps watching. Ctrl-C stops everything it started.
 
@@ -46,6 +48,8 @@ const SERVICE = 'registration';
 /** Paths whose change needs a new image; anything else watched only needs a redeploy. */
 const IMAGE_INPUTS = ['service/', 'Dockerfile', '.dockerignore', 'package.json', 'package-lock.json', 'tsconfig.json', 'infra/scripts/build-service.mjs', 'infra/images/runtime/'];
 const DEPLOY_INPUTS = ['charts/', 'infra/', 'cdk8s.yaml'];
+/** Changes only under here rebuild the service's code alone, on the last full build (see buildCode). */
+const CODE_INPUT = 'service/src/';
 const IGNORED = /(^|\/)(node_modules|\.git|build|dist|data|\.cluster)(\/|$)|~$|\.swp$/;
 
 type Transfer =
@@ -224,25 +228,65 @@ export async function devCommand(argv: string[], io: Io, environ: NodeJS.Process
   let tunnel: ServiceTunnel | undefined;
   let lastCode: number = EXIT.ok;
 
+  const scratch = `${IMAGE_REPOSITORY}:dev-build`;
+  const libsTag = `${IMAGE_REPOSITORY}:dev-libs`;
+  /** The runtime-libs stage of the last full build that succeeded: what a code-only change goes on. */
+  let libsImage: string | undefined;
+  const codeDir = join(tmpdir(), `kreg-dev-${process.pid}`);
+  // Labelled, so a kreg dev image never has the id of an `npm run image` build of the same tree:
+  // containerd 1.6's CRI plugin loses the imported name of an image once the same image id is
+  // pulled under another name (seen on the local cluster: kreg/registration:dev became unpullable).
+  const DEV_LABEL = 'dev.kreg.build=kreg-dev';
+  const tagBuilt = (): string => {
+    const id = spawnSync('docker', ['image', 'inspect', '--format', '{{.Id}}', scratch], { encoding: 'utf8' }).stdout.trim();
+    const tag = `${IMAGE_REPOSITORY}:dev-${id.replace(/^sha256:/, '').slice(0, 12)}`;
+    spawnSync('docker', ['tag', scratch, tag]);
+    return tag;
+  };
+
+  /** The whole image (npm run image), then its runtime-libs stage tagged (cached: a fraction of a second). */
   const build = async (): Promise<string | undefined> => {
-    const scratch = `${IMAGE_REPOSITORY}:dev-build`;
-    // Labelled, so a kreg dev image never has the id of an `npm run image` build of the same tree:
-    // containerd 1.6's CRI plugin loses the imported name of an image once the same image id is
-    // pulled under another name (seen on the local cluster: kreg/registration:dev became unpullable).
-    const result = await runChild('bash', ['test/cluster/image.sh', scratch], {
-      cwd: root,
-      env: { ...environ, KREG_IMAGE_LABELS: 'dev.kreg.build=kreg-dev' },
-      children,
-    });
+    libsImage = undefined;
+    const env = { ...environ, KREG_IMAGE_LABELS: DEV_LABEL };
+    const result = await runChild('bash', ['test/cluster/image.sh', scratch], { cwd: root, env, children });
     if (stopping.signal.aborted) return undefined;
     if (result.code !== 0) {
       showFailure(result.output, 30, 'build failed (above); fix it and save: the loop is still watching');
       return undefined;
     }
-    const id = spawnSync('docker', ['image', 'inspect', '--format', '{{.Id}}', scratch], { encoding: 'utf8' }).stdout.trim();
-    const tag = `${IMAGE_REPOSITORY}:dev-${id.replace(/^sha256:/, '').slice(0, 12)}`;
-    spawnSync('docker', ['tag', scratch, tag]);
-    return tag;
+    const libs = await runChild('bash', ['test/cluster/image.sh', libsTag], { cwd: root, env: { ...env, KREG_IMAGE_TARGET: 'runtime-libs' }, children });
+    if (libs.code === 0) libsImage = libsTag;
+    return tagBuilt();
+  };
+
+  /**
+   * A change under service/src only: bundle on the host (infra/scripts/build-service.mjs, as the
+   * image build does) and put the code on the last full build's runtime-libs (infra/images/dev/
+   * Dockerfile) — the layer a full build would write, without a container to bundle in.
+   */
+  const buildCode = async (): Promise<string | undefined> => {
+    if (!libsImage) return build();
+    const bundled = await runChild(process.execPath, [join(root, 'infra/scripts/build-service.mjs'), '--code-only', '--quiet'], {
+      cwd: root,
+      env: { ...environ, KREG_SERVICE_OUT: codeDir },
+      children,
+    });
+    if (stopping.signal.aborted) return undefined;
+    if (bundled.code !== 0) {
+      showFailure(bundled.output, 30, 'bundling failed (above); fix it and save: the loop is still watching');
+      return undefined;
+    }
+    const layered = await runChild(
+      'docker',
+      ['build', '--quiet', '--file', join(root, 'infra/images/dev/Dockerfile'), '--build-arg', `LIBS_IMAGE=${libsImage}`, '--label', DEV_LABEL, '--tag', scratch, codeDir],
+      { cwd: root, children },
+    );
+    if (stopping.signal.aborted) return undefined;
+    if (layered.code !== 0) {
+      showFailure(layered.output, 30, 'build failed (above); fix it and save: the loop is still watching');
+      return undefined;
+    }
+    return tagBuilt();
   };
 
   /**
@@ -300,13 +344,17 @@ export async function devCommand(argv: string[], io: Io, environ: NodeJS.Process
     }
   };
 
-  /** One cycle; `rebuild` false redeploys the image already built. Returns the deploy's exit code, or undefined when it stopped early. */
-  const cycle = async (rebuild: boolean, editedAt: number, why: string): Promise<number | undefined> => {
-    say(`${why}: ${rebuild ? 'build, transfer, deploy' : 'deploy'}`);
+  /**
+   * One cycle; `rebuild` false redeploys the image already built, `codeOnly` rebuilds just the
+   * service's code. Returns the deploy's exit code, or undefined when it stopped early.
+   */
+  const cycle = async (rebuild: boolean, editedAt: number, why: string, codeOnly = false): Promise<number | undefined> => {
+    const fast = rebuild && codeOnly && Boolean(libsImage);
+    say(`${why}: ${rebuild ? `${fast ? 'bundle' : 'build'}, transfer, deploy` : 'deploy'}`);
     const t0 = performance.now();
     let image = builtImage;
     if (rebuild || !image) {
-      image = await build();
+      image = fast ? await buildCode() : await build();
       if (!image) return undefined;
       builtImage = image;
     }
@@ -377,6 +425,7 @@ export async function devCommand(argv: string[], io: Io, environ: NodeJS.Process
     }
     await tunnel?.close();
     client.close();
+    rmSync(codeDir, { recursive: true, force: true });
     // A Docker engine the build started for this session is stopped with it.
     if (!dockerWasUp) spawnSync('bash', ['-c', 'pkill -TERM -x dockerd'], { stdio: 'ignore' });
   };
@@ -415,7 +464,8 @@ export async function devCommand(argv: string[], io: Io, environ: NodeJS.Process
     const next = pending;
     pending = undefined;
     const paths = [...next.paths];
-    await cycle(next.rebuild, next.at, `changed ${paths.slice(0, 3).join(', ')}${paths.length > 3 ? ` and ${paths.length - 3} more` : ''}`).catch((err: Error) => {
+    const codeOnly = paths.every((p) => p.startsWith(CODE_INPUT));
+    await cycle(next.rebuild, next.at, `changed ${paths.slice(0, 3).join(', ')}${paths.length > 3 ? ` and ${paths.length - 3} more` : ''}`, codeOnly).catch((err: Error) => {
       say(`cycle failed: ${err.message}; the loop is still watching`);
     });
     running = false;

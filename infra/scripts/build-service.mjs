@@ -10,7 +10,7 @@
 // Why: the service from source or from tsc output resolves and parses a thousand files at start-up
 // (drizzle-orm's ESM entry points alone took 0.5–0.9 s); one file per entry point starts in a blink,
 // and a source change is one small layer of the image. `npm start` keeps running the TypeScript.
-// `npm run build` runs this.
+// `npm run build` runs this; `--code-only` writes src/ alone, `--quiet` says nothing.
 import { copyFileSync, cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { builtinModules } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
@@ -20,6 +20,8 @@ import { build } from 'esbuild';
 const root = join(dirname(fileURLToPath(import.meta.url)), '../..');
 const outdir = resolve(root, process.env.KREG_SERVICE_OUT ?? 'build/service');
 const quiet = process.argv.includes('--quiet');
+// Only src/ (kreg dev's fast path puts it on an image that has the rest: infra/images/dev/Dockerfile).
+const codeOnly = process.argv.includes('--code-only');
 const t0 = performance.now();
 
 // Packages that load a platform-specific .node file through a computed require(); esbuild cannot
@@ -77,6 +79,10 @@ const result = await build({
 });
 const outputs = Object.fromEntries(Object.entries(result.metafile.outputs).filter(([f]) => f.endsWith('.js')).map(([f, o]) => [f, o.bytes]));
 
+if (codeOnly) {
+  if (!quiet) console.error(`build-service: ${Object.keys(outputs).length} modules in ${Math.round(performance.now() - t0)} ms`);
+  process.exit(0);
+}
 for (const dir of ['drizzle', 'drizzle-pg']) cpSync(join(root, 'service', dir), join(outdir, dir), { recursive: true });
 writeFileSync(join(outdir, 'package.json'), `${JSON.stringify({ type: 'module', private: true })}\n`);
 
