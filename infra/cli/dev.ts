@@ -232,7 +232,9 @@ export async function devCommand(argv: string[], io: Io, environ: NodeJS.Process
   const libsTag = `${IMAGE_REPOSITORY}:dev-libs`;
   /** The runtime-libs stage of the last full build that succeeded: what a code-only change goes on. */
   let libsImage: string | undefined;
-  const codeDir = join(tmpdir(), `kreg-dev-${process.pid}`);
+  // This session's scratch: the bundle's build context (code/) and the type-check's incremental state.
+  const sessionDir = join(tmpdir(), `kreg-dev-${process.pid}`);
+  const codeDir = join(sessionDir, 'code');
   // Labelled, so a kreg dev image never has the id of an `npm run image` build of the same tree:
   // containerd 1.6's CRI plugin loses the imported name of an image once the same image id is
   // pulled under another name (seen on the local cluster: kreg/registration:dev became unpullable).
@@ -287,6 +289,43 @@ export async function devCommand(argv: string[], io: Io, environ: NodeJS.Process
       return undefined;
     }
     return tagBuilt();
+  };
+
+  /**
+   * The image builds bundle only (esbuild strips types), so the code is type-checked beside the
+   * loop: `tsc --noEmit` (incremental) after each build of the service, its errors printed when it
+   * finishes, without holding the deploy. A check still running when the next build starts is
+   * replaced by a new one.
+   */
+  const tsc = join(root, 'node_modules/typescript/bin/tsc');
+  let typecheck: ChildProcess | undefined;
+  let typeErrorsShown = false;
+  const checkTypes = () => {
+    if (!existsSync(tsc)) return;
+    if (typecheck && typecheck.exitCode === null) process.kill(-typecheck.pid!, 'SIGTERM');
+    const child = spawn(process.execPath, [tsc, '--noEmit', '--pretty', 'false', '-p', 'tsconfig.json', '--incremental', '--tsBuildInfoFile', join(sessionDir, 'tsbuildinfo')], {
+      cwd: root,
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    typecheck = child;
+    children.add(child);
+    let output = '';
+    child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
+    child.once('exit', (code, signal) => {
+      children.delete(child);
+      if (signal || stopping.signal.aborted || typecheck !== child) return;
+      const errors = output.split('\n').filter((l) => /error TS\d+/.test(l));
+      if (code !== 0 && errors.length > 0) {
+        io.stderr.write(`${errors.slice(0, 20).join('\n')}\n`);
+        say(`type-check: ${errors.length} error${errors.length === 1 ? '' : 's'} (above); the deployed code runs as bundled, fix and save`);
+        typeErrorsShown = true;
+      } else if (code === 0 && typeErrorsShown) {
+        say('type-check: no errors');
+        typeErrorsShown = false;
+      }
+    });
   };
 
   /**
@@ -357,6 +396,7 @@ export async function devCommand(argv: string[], io: Io, environ: NodeJS.Process
       image = fast ? await buildCode() : await build();
       if (!image) return undefined;
       builtImage = image;
+      checkTypes();
     }
     const t1 = performance.now();
     const ref = await deliver(image);
@@ -425,7 +465,7 @@ export async function devCommand(argv: string[], io: Io, environ: NodeJS.Process
     }
     await tunnel?.close();
     client.close();
-    rmSync(codeDir, { recursive: true, force: true });
+    rmSync(sessionDir, { recursive: true, force: true });
     // A Docker engine the build started for this session is stopped with it.
     if (!dockerWasUp) spawnSync('bash', ['-c', 'pkill -TERM -x dockerd'], { stdio: 'ignore' });
   };
@@ -497,7 +537,7 @@ export async function devCommand(argv: string[], io: Io, environ: NodeJS.Process
   void runPending();
   logTimer = setInterval(() => void followLogs(), 1000);
   void followLogs();
-  say('watching ./service, ./charts and ./infra: service/ rebuilds, charts/ and infra/ redeploy; Ctrl-C stops');
+  say('watching ./service, ./charts and ./infra: service/src re-bundles, the rest of service/ rebuilds the image, charts/ and infra/ redeploy; Ctrl-C stops');
   await finished;
   say(`stopped (last deploy ${deployedImage ?? 'none'}, exit ${lastCode})`);
   return EXIT.ok;

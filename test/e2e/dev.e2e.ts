@@ -1,8 +1,9 @@
 /**
  * `kreg dev` on the local cluster, as a developer uses it: start the loop, reach the service on the
  * port it prints, save a change under service/src and see the new pod serve it, save a change that
- * does not compile and see the loop report it and keep serving the last good build, fix it and see
- * it recover, then Ctrl-C (SIGINT): the process exits 0 and leaves no port, build or loader behind.
+ * does not bundle and see the loop report it and keep serving the last good build, fix it and see
+ * it recover, save a type error and see the type-check beside the loop name it, then Ctrl-C
+ * (SIGINT): the process exits 0 and leaves no port, build or loader behind.
  *
  * It edits the working tree (service/src/app.ts and lifecycle.ts) and restores both files whatever
  * happens. Runs in the dev environment's namespace (kreg-dev); cleans it up before and after.
@@ -79,22 +80,35 @@ describe('kreg dev: the inner loop on the local cluster', { timeout: 15 * 60_000
         500,
       );
       await waitFor('the cycle summary', async () => readyCount() > before, 30_000, 250);
-      assert.match(output, /kreg dev: changed service\/src\/app\.ts.*: build, transfer, deploy/);
+      // Code only: bundled on the host and layered on the last full build, not built in Docker.
+      assert.match(output, /kreg dev: changed service\/src\/app\.ts.*: bundle, transfer, deploy/);
     }),
   );
 
   test(
-    'a change that does not compile is reported, the last good pod keeps serving, and the fix recovers',
+    'a change that does not bundle is reported, the last good pod keeps serving, and the fix recovers',
     guard(async () => {
-      writeFileSync(LIFECYCLE, `${originals.get(LIFECYCLE)!}\nexport const broken: number = 'not a number';\n`);
-      await waitFor('the build failure to be reported', async () => /kreg dev: build failed \(above\)/.test(output), 300_000, 500);
-      assert.match(output, /error TS2322/, 'the compiler error is shown');
+      writeFileSync(LIFECYCLE, `${originals.get(LIFECYCLE)!}\nexport const broken = ;\n`);
+      await waitFor('the bundling failure to be reported', async () => /kreg dev: bundling failed \(above\)/.test(output), 300_000, 500);
+      assert.match(output, /lifecycle\.ts:\d+:\d+: ERROR: Unexpected ";"/, "esbuild's error is shown, with its place");
       assert.ok(dev!.exitCode === null, 'the loop is still running');
       assert.ok((await (await fetch(`${url}/openapi.json`)).text()).includes('edited in kreg dev'), 'the last good build still serves');
       const before = readyCount();
       writeFileSync(LIFECYCLE, originals.get(LIFECYCLE)!);
       await waitFor('the fixed build to be deployed', async () => readyCount() > before, 300_000, 500);
       assert.equal((await fetch(`${url}/readyz`)).status, 200);
+    }),
+  );
+
+  test(
+    'a type error is reported by the type-check beside the loop, named; the fix clears it',
+    guard(async () => {
+      writeFileSync(LIFECYCLE, `${originals.get(LIFECYCLE)!}\nexport const mistyped: number = 'not a number';\n`);
+      await waitFor('the type error to be reported', async () => /kreg dev: type-check: 1 error \(above\)/.test(output), 300_000, 500);
+      assert.match(output, /lifecycle\.ts\(\d+,\d+\): error TS2322/, "the compiler's error is shown");
+      writeFileSync(LIFECYCLE, originals.get(LIFECYCLE)!);
+      await waitFor('the type-check to pass again', async () => /kreg dev: type-check: no errors/.test(output), 300_000, 500);
+      assert.ok(dev!.exitCode === null, 'the loop is still running');
     }),
   );
 
