@@ -319,7 +319,9 @@ export class RegistrationChart extends Chart {
         readiness: kplus.Probe.fromHttpGet(HEALTH_PATHS.readiness, {
           port: DEFAULT_PORT,
           periodSeconds: Duration.seconds(2),
-          timeoutSeconds: Duration.seconds(2),
+          // Above the database deadline (DATABASE_TIMEOUT_MS, 2 s), so a slow database is reported
+          // by the service's own 503, with its reason, rather than by a probe timeout.
+          timeoutSeconds: Duration.seconds(3),
           failureThreshold: 3,
         }),
         liveness: kplus.Probe.fromHttpGet(HEALTH_PATHS.liveness, {
