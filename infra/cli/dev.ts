@@ -302,7 +302,13 @@ export async function devCommand(argv: string[], io: Io, environ: NodeJS.Process
   let typeErrorsShown = false;
   const checkTypes = () => {
     if (!existsSync(tsc)) return;
-    if (typecheck && typecheck.exitCode === null) process.kill(-typecheck.pid!, 'SIGTERM');
+    if (typecheck && typecheck.exitCode === null) {
+      try {
+        process.kill(-typecheck.pid!, 'SIGTERM');
+      } catch {
+        // it finished in the meantime
+      }
+    }
     const child = spawn(process.execPath, [tsc, '--noEmit', '--pretty', 'false', '-p', 'tsconfig.json', '--incremental', '--tsBuildInfoFile', join(sessionDir, 'tsbuildinfo')], {
       cwd: root,
       detached: true,
