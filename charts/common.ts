@@ -5,6 +5,8 @@
 import { createHash } from 'node:crypto';
 import { ApiObject, JsonPatch } from 'cdk8s';
 import * as kplus from 'cdk8s-plus-27';
+import { k8s } from 'cdk8s-plus-27';
+import type { Construct } from 'constructs';
 
 /** Value of `app.kubernetes.io/part-of` and `managed-by` on everything the charts produce. */
 export const PART_OF = 'kreg';
@@ -109,4 +111,84 @@ export function hardenPodSpec(
       JsonPatch.add(`${podSpecPath}/initContainers/${i}/securityContext/capabilities`, { drop: ['ALL'] }),
     );
   }
+}
+
+export interface SingleServerProps {
+  name: string;
+  labels: Record<string, string>;
+  selector: Record<string, string>;
+  annotations?: Record<string, string>;
+  /** The numeric user and group the server runs as; also the volume's fsGroup. */
+  uid: number;
+  terminationGracePeriodSeconds: number;
+  /** The server's container without securityContext and volumeMounts, which this adds. */
+  container: Omit<k8s.Container, 'securityContext' | 'volumeMounts'>;
+  /** Where the data claim is mounted. */
+  dataPath: string;
+  /** Further emptyDir volumes (name → mount path, size), beside /tmp. */
+  scratch?: Array<{ name: string; mountPath: string; sizeLimit: string }>;
+  storage?: string;
+  storageClassName?: string;
+}
+
+/**
+ * A database server as a StatefulSet of one on a claim template, hardened for Pod Security
+ * "restricted": a numeric non-root user, read-only root filesystem, every capability dropped,
+ * seccomp RuntimeDefault, no ServiceAccount token or service links, /tmp on a bounded emptyDir,
+ * and the claim kept when the set is deleted or scaled. Raw KubeStatefulSet: cdk8s-plus-27 cannot
+ * render volumeClaimTemplates. charts/database.ts (sqld) and charts/postgres.ts use it.
+ */
+export function singleServerStatefulSet(scope: Construct, id: string, props: SingleServerProps): k8s.KubeStatefulSet {
+  const scratch = [...(props.scratch ?? []), { name: 'tmp', mountPath: '/tmp', sizeLimit: '64Mi' }];
+  return new k8s.KubeStatefulSet(scope, id, {
+    metadata: { name: props.name, labels: props.labels, ...(props.annotations ? { annotations: props.annotations } : {}) },
+    spec: {
+      serviceName: props.name,
+      replicas: 1,
+      selector: { matchLabels: props.selector },
+      persistentVolumeClaimRetentionPolicy: { whenDeleted: 'Retain', whenScaled: 'Retain' },
+      template: {
+        metadata: { labels: props.labels },
+        spec: {
+          automountServiceAccountToken: false,
+          enableServiceLinks: false,
+          terminationGracePeriodSeconds: props.terminationGracePeriodSeconds,
+          securityContext: {
+            runAsNonRoot: true,
+            runAsUser: props.uid,
+            runAsGroup: props.uid,
+            fsGroup: props.uid,
+            fsGroupChangePolicy: 'OnRootMismatch',
+            seccompProfile: { type: 'RuntimeDefault' },
+          },
+          containers: [
+            {
+              ...props.container,
+              securityContext: {
+                runAsNonRoot: true,
+                runAsUser: props.uid,
+                runAsGroup: props.uid,
+                readOnlyRootFilesystem: true,
+                allowPrivilegeEscalation: false,
+                privileged: false,
+                capabilities: { drop: ['ALL'] },
+              },
+              volumeMounts: [{ name: 'data', mountPath: props.dataPath }, ...scratch.map(({ name, mountPath }) => ({ name, mountPath }))],
+            },
+          ],
+          volumes: scratch.map(({ name, sizeLimit }) => ({ name, emptyDir: { sizeLimit: k8s.Quantity.fromString(sizeLimit) } })),
+        },
+      },
+      volumeClaimTemplates: [
+        {
+          metadata: { name: 'data', labels: props.labels },
+          spec: {
+            accessModes: ['ReadWriteOnce'],
+            ...(props.storageClassName ? { storageClassName: props.storageClassName } : {}),
+            resources: { requests: { storage: k8s.Quantity.fromString(props.storage ?? '5Gi') } },
+          },
+        },
+      ],
+    },
+  });
 }

@@ -5,13 +5,12 @@
  * The upstream image starts as root and drops to uid 666 through a wrapper script
  * (notes/libraries.md §2.2); that fails Pod Security "restricted", so the wrapper is bypassed:
  * `/bin/sqld` runs directly as 666 with fsGroup 666 on the volume, read-only root fs, /tmp on an emptyDir.
- * Raw `KubeStatefulSet` (not kplus): cdk8s-plus-27 cannot render volumeClaimTemplates, and this
- * object is simple enough to state verbatim.
+ * The StatefulSet is the charts' hardened single server (singleServerStatefulSet, common.ts).
  */
 import { Chart } from 'cdk8s';
 import { k8s } from 'cdk8s-plus-27';
 import type { Construct } from 'constructs';
-import { pullPolicyFor, selectorLabels, standardLabels, imageTag, type AppLabels } from './common.js';
+import { pullPolicyFor, selectorLabels, singleServerStatefulSet, standardLabels, imageTag, type AppLabels } from './common.js';
 
 /** The server's `app.kubernetes.io/name`, and the chart's default object name. */
 export const DATABASE_NAME = 'libsql';
@@ -68,86 +67,34 @@ export class DatabaseChart extends Chart {
       },
     });
 
-    const statefulSet = new k8s.KubeStatefulSet(this, 'statefulset', {
-      metadata: { name, labels },
-      spec: {
-        serviceName: name,
-        replicas: 1,
-        selector: { matchLabels: selector },
-        persistentVolumeClaimRetentionPolicy: { whenDeleted: 'Retain', whenScaled: 'Retain' },
-        template: {
-          metadata: { labels },
-          spec: {
-            automountServiceAccountToken: false,
-            enableServiceLinks: false,
-            terminationGracePeriodSeconds: 30,
-            securityContext: {
-              runAsNonRoot: true,
-              runAsUser: DATABASE_USER,
-              runAsGroup: DATABASE_USER,
-              fsGroup: DATABASE_USER,
-              fsGroupChangePolicy: 'OnRootMismatch',
-              seccompProfile: { type: 'RuntimeDefault' },
-            },
-            containers: [
-              {
-                name: 'sqld',
-                image,
-                imagePullPolicy: pullPolicyFor(image),
-                command: ['/bin/sqld'],
-                args: ['--db-path', '/var/lib/sqld/data.sqld', '--http-listen-addr', `0.0.0.0:${DATABASE_PORT}`],
-                ports: [{ name: 'http', containerPort: DATABASE_PORT, protocol: 'TCP' }],
-                env: props.jwtKey
-                  ? [{ name: 'SQLD_AUTH_JWT_KEY', valueFrom: { secretKeyRef: { name: props.jwtKey.secretName, key: props.jwtKey.key } } }]
-                  : [],
-                readinessProbe: {
-                  httpGet: { path: '/health', port: k8s.IntOrString.fromString('http') },
-                  periodSeconds: 5,
-                  failureThreshold: 2,
-                },
-                livenessProbe: {
-                  httpGet: { path: '/health', port: k8s.IntOrString.fromString('http') },
-                  periodSeconds: 10,
-                  failureThreshold: 3,
-                },
-                startupProbe: {
-                  httpGet: { path: '/health', port: k8s.IntOrString.fromString('http') },
-                  periodSeconds: 2,
-                  failureThreshold: 60,
-                },
-                resources: {
-                  requests: { cpu: k8s.Quantity.fromString('100m'), memory: k8s.Quantity.fromString('128Mi') },
-                  limits: { cpu: k8s.Quantity.fromString('1'), memory: k8s.Quantity.fromString('512Mi') },
-                },
-                securityContext: {
-                  runAsNonRoot: true,
-                  runAsUser: DATABASE_USER,
-                  runAsGroup: DATABASE_USER,
-                  readOnlyRootFilesystem: true,
-                  allowPrivilegeEscalation: false,
-                  privileged: false,
-                  capabilities: { drop: ['ALL'] },
-                },
-                volumeMounts: [
-                  { name: 'data', mountPath: '/var/lib/sqld' },
-                  { name: 'tmp', mountPath: '/tmp' },
-                ],
-              },
-            ],
-            volumes: [{ name: 'tmp', emptyDir: { sizeLimit: k8s.Quantity.fromString('64Mi') } }],
-          },
+    const health = { httpGet: { path: '/health', port: k8s.IntOrString.fromString('http') } };
+    const statefulSet = singleServerStatefulSet(this, 'statefulset', {
+      name,
+      labels,
+      selector,
+      uid: DATABASE_USER,
+      terminationGracePeriodSeconds: 30,
+      container: {
+        name: 'sqld',
+        image,
+        imagePullPolicy: pullPolicyFor(image),
+        command: ['/bin/sqld'],
+        args: ['--db-path', '/var/lib/sqld/data.sqld', '--http-listen-addr', `0.0.0.0:${DATABASE_PORT}`],
+        ports: [{ name: 'http', containerPort: DATABASE_PORT, protocol: 'TCP' }],
+        env: props.jwtKey
+          ? [{ name: 'SQLD_AUTH_JWT_KEY', valueFrom: { secretKeyRef: { name: props.jwtKey.secretName, key: props.jwtKey.key } } }]
+          : [],
+        readinessProbe: { ...health, periodSeconds: 5, failureThreshold: 2 },
+        livenessProbe: { ...health, periodSeconds: 10, failureThreshold: 3 },
+        startupProbe: { ...health, periodSeconds: 2, failureThreshold: 60 },
+        resources: {
+          requests: { cpu: k8s.Quantity.fromString('100m'), memory: k8s.Quantity.fromString('128Mi') },
+          limits: { cpu: k8s.Quantity.fromString('1'), memory: k8s.Quantity.fromString('512Mi') },
         },
-        volumeClaimTemplates: [
-          {
-            metadata: { name: 'data', labels },
-            spec: {
-              accessModes: ['ReadWriteOnce'],
-              ...(props.storageClassName ? { storageClassName: props.storageClassName } : {}),
-              resources: { requests: { storage: k8s.Quantity.fromString(props.storage ?? '5Gi') } },
-            },
-          },
-        ],
       },
+      dataPath: '/var/lib/sqld',
+      ...(props.storage ? { storage: props.storage } : {}),
+      ...(props.storageClassName ? { storageClassName: props.storageClassName } : {}),
     });
     statefulSet.addDependency(service);
 

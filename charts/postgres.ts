@@ -24,7 +24,7 @@ import { ApiObject, Chart, JsonPatch } from 'cdk8s';
 import { k8s } from 'cdk8s-plus-27';
 import type { Construct } from 'constructs';
 import { GENERATE_ANNOTATION, PHASE_ANNOTATION, PRUNE_ANNOTATION, PRUNE_NEVER } from '../infra/engine/annotations.js';
-import { imageTag, pullPolicyFor, selectorLabels, standardLabels, type AppLabels } from './common.js';
+import { imageTag, pullPolicyFor, selectorLabels, singleServerStatefulSet, standardLabels, type AppLabels } from './common.js';
 
 export const POSTGRES_NAME = 'postgres';
 export const POSTGRES_PORT = 5432;
@@ -96,83 +96,41 @@ export class PostgresChart extends Chart {
     });
 
     const isReady = { exec: { command: ['pg_isready', '--host=/var/run/postgresql', `--port=${POSTGRES_PORT}`, '--username=postgres', '--quiet'] } };
-    const statefulSet = new k8s.KubeStatefulSet(this, 'statefulset', {
+    const statefulSet = singleServerStatefulSet(this, 'statefulset', {
+      name,
+      labels,
+      selector,
       // Applied and waited for before the migration Job, which runs against it.
-      metadata: { name, labels, annotations: { [PHASE_ANNOTATION]: 'backends' } },
-      spec: {
-        serviceName: name,
-        replicas: 1,
-        selector: { matchLabels: selector },
-        persistentVolumeClaimRetentionPolicy: { whenDeleted: 'Retain', whenScaled: 'Retain' },
-        template: {
-          metadata: { labels },
-          spec: {
-            automountServiceAccountToken: false,
-            enableServiceLinks: false,
-            // A fast shutdown writes a checkpoint; give it time before SIGKILL turns it into crash recovery.
-            terminationGracePeriodSeconds: 60,
-            securityContext: {
-              runAsNonRoot: true,
-              runAsUser: POSTGRES_USER_ID,
-              runAsGroup: POSTGRES_USER_ID,
-              fsGroup: POSTGRES_USER_ID,
-              fsGroupChangePolicy: 'OnRootMismatch',
-              seccompProfile: { type: 'RuntimeDefault' },
-            },
-            containers: [
-              {
-                name: 'postgres',
-                image,
-                imagePullPolicy: pullPolicyFor(image),
-                ports: [{ name: 'postgres', containerPort: POSTGRES_PORT, protocol: 'TCP' }],
-                env: [
-                  { name: 'POSTGRES_USER', value: POSTGRES_ROLE },
-                  { name: 'POSTGRES_DB', value: POSTGRES_DATABASE },
-                  { name: 'POSTGRES_PASSWORD', valueFrom: { secretKeyRef: { name: this.passwordSecret.secretName, key: PASSWORD_KEY } } },
-                  // A subfolder: initdb refuses a volume's root (lost+found, group-writable mode).
-                  { name: 'PGDATA', value: '/var/lib/postgresql/data/pgdata' },
-                ],
-                readinessProbe: { ...isReady, periodSeconds: 5, timeoutSeconds: 3, failureThreshold: 2 },
-                livenessProbe: { ...isReady, periodSeconds: 10, timeoutSeconds: 5, failureThreshold: 6 },
-                // initdb on a fresh volume, or crash recovery after a hard stop, may take a while.
-                startupProbe: { ...isReady, periodSeconds: 1, timeoutSeconds: 3, failureThreshold: 300 },
-                resources: {
-                  requests: { cpu: k8s.Quantity.fromString('100m'), memory: k8s.Quantity.fromString('256Mi') },
-                  limits: { cpu: k8s.Quantity.fromString('1'), memory: k8s.Quantity.fromString('512Mi') },
-                },
-                securityContext: {
-                  runAsNonRoot: true,
-                  runAsUser: POSTGRES_USER_ID,
-                  runAsGroup: POSTGRES_USER_ID,
-                  readOnlyRootFilesystem: true,
-                  allowPrivilegeEscalation: false,
-                  privileged: false,
-                  capabilities: { drop: ['ALL'] },
-                },
-                volumeMounts: [
-                  { name: 'data', mountPath: '/var/lib/postgresql/data' },
-                  { name: 'run', mountPath: '/var/run/postgresql' },
-                  { name: 'tmp', mountPath: '/tmp' },
-                ],
-              },
-            ],
-            volumes: [
-              { name: 'run', emptyDir: { sizeLimit: k8s.Quantity.fromString('1Mi') } },
-              { name: 'tmp', emptyDir: { sizeLimit: k8s.Quantity.fromString('64Mi') } },
-            ],
-          },
-        },
-        volumeClaimTemplates: [
-          {
-            metadata: { name: 'data', labels },
-            spec: {
-              accessModes: ['ReadWriteOnce'],
-              ...(props.storageClassName ? { storageClassName: props.storageClassName } : {}),
-              resources: { requests: { storage: k8s.Quantity.fromString(props.storage ?? '5Gi') } },
-            },
-          },
+      annotations: { [PHASE_ANNOTATION]: 'backends' },
+      uid: POSTGRES_USER_ID,
+      // A fast shutdown writes a checkpoint; give it time before SIGKILL turns it into crash recovery.
+      terminationGracePeriodSeconds: 60,
+      container: {
+        name: 'postgres',
+        image,
+        imagePullPolicy: pullPolicyFor(image),
+        ports: [{ name: 'postgres', containerPort: POSTGRES_PORT, protocol: 'TCP' }],
+        env: [
+          { name: 'POSTGRES_USER', value: POSTGRES_ROLE },
+          { name: 'POSTGRES_DB', value: POSTGRES_DATABASE },
+          { name: 'POSTGRES_PASSWORD', valueFrom: { secretKeyRef: { name: this.passwordSecret.secretName, key: PASSWORD_KEY } } },
+          // A subfolder: initdb refuses a volume's root (lost+found, group-writable mode).
+          { name: 'PGDATA', value: '/var/lib/postgresql/data/pgdata' },
         ],
+        readinessProbe: { ...isReady, periodSeconds: 5, timeoutSeconds: 3, failureThreshold: 2 },
+        livenessProbe: { ...isReady, periodSeconds: 10, timeoutSeconds: 5, failureThreshold: 6 },
+        // initdb on a fresh volume, or crash recovery after a hard stop, may take a while.
+        startupProbe: { ...isReady, periodSeconds: 1, timeoutSeconds: 3, failureThreshold: 300 },
+        resources: {
+          requests: { cpu: k8s.Quantity.fromString('100m'), memory: k8s.Quantity.fromString('256Mi') },
+          limits: { cpu: k8s.Quantity.fromString('1'), memory: k8s.Quantity.fromString('512Mi') },
+        },
       },
+      dataPath: '/var/lib/postgresql/data',
+      // The server's socket and lock file.
+      scratch: [{ name: 'run', mountPath: '/var/run/postgresql', sizeLimit: '1Mi' }],
+      ...(props.storage ? { storage: props.storage } : {}),
+      ...(props.storageClassName ? { storageClassName: props.storageClassName } : {}),
     });
     statefulSet.addDependency(service);
     statefulSet.addDependency(credentials);
