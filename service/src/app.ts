@@ -17,9 +17,11 @@ import type { Lifecycle } from './lifecycle.js';
 import { DatabaseRefusedError, DatabaseUnavailableError } from './db/guard.js';
 import { describeError, type Logger } from './logger.js';
 import { OverloadedError } from './users/hasher.js';
+import type { ActiveSession, SessionService } from './sessions/service.js';
 import {
   LoginRequest,
   LoginResult,
+  Whoami,
   RegisterRequest,
   User,
   UserIdParam,
@@ -39,6 +41,7 @@ export interface AppOptions {
 
 export interface AppDeps {
   users: UserService;
+  sessions: SessionService;
   metrics: Metrics;
   logger: Logger;
   lifecycle: Lifecycle;
@@ -83,6 +86,7 @@ const HashingOrDatabaseUnavailable = problemSchema('UnavailableProblem', [
 ]);
 const DatabaseUnavailable = problemSchema('DatabaseUnavailableProblem', [ProblemType.databaseUnavailable, ProblemType.databaseRefused]);
 const NotReady = problemSchema('NotReadyProblem', [ProblemType.notReady]);
+const Unauthenticated = problemSchema('UnauthenticatedProblem', [ProblemType.unauthenticated]);
 const HttpProblem = problemSchema('HttpProblem', ['about:blank']);
 
 const retryAfter = z.object({ 'Retry-After': z.string().openapi({ description: 'Seconds to wait before retrying.', example: '1' }) });
@@ -94,6 +98,8 @@ const UNAVAILABLE =
   'and `database-unavailable` (the database did not answer in time, is restarting or has no connection left) ' +
   "carry Retry-After; `database-refused` (the database refused the service's credentials or privileges, or is " +
   'read-only) does not, since retrying cannot help.';
+
+const noStore = z.object({ 'Cache-Control': z.literal('no-store') });
 
 const registerRoute = createRoute({
   method: 'post',
@@ -128,7 +134,11 @@ const loginRoute = createRoute({
   summary: 'Check a username and password',
   request: { body: jsonBody(LoginRequest, 'Credentials.') },
   responses: {
-    200: { description: 'Credentials are valid.', content: { 'application/json': { schema: LoginResult } } },
+    200: {
+      description: 'Credentials are valid: a new session, its bearer token in `session.token`.',
+      headers: noStore,
+      content: { 'application/json': { schema: LoginResult } },
+    },
     400: problemResponse(
       `Malformed JSON (\`about:blank\`) or invalid fields (\`validation-failed\`), with these codes:${describeCodes(LOGIN_CODES)}`,
       LoginInvalid,
@@ -159,6 +169,42 @@ const getUserRoute = createRoute({
 });
 
 const healthResponse = z.object({ status: z.string() });
+
+const wwwAuthenticate = z.object({
+  'WWW-Authenticate': z.string().openapi({ description: '`Bearer`, with `error="invalid_token"` when a token was sent.', example: 'Bearer error="invalid_token"' }),
+});
+const UNAUTHENTICATED =
+  'No session: the token is missing, malformed, unknown, expired, idle past its timeout, or revoked (one answer for all).';
+const SESSION_UNAVAILABLE =
+  'The database did not answer (see Retry-After), or refused the service: the session could not be checked. Never a 401, so a caller can tell an outage from a logout.';
+
+const whoamiRoute = createRoute({
+  method: 'get',
+  path: '/sessions/whoami',
+  summary: 'Who is calling: the user and session a bearer token belongs to (for peer services and forward-auth)',
+  security: [{ bearer: [] }],
+  responses: {
+    200: {
+      description: 'A live session. `X-Kreg-User-Id` names the user, for an ingress to pass on.',
+      headers: noStore.extend({ 'X-Kreg-User-Id': z.uuid() }),
+      content: { 'application/json': { schema: Whoami } },
+    },
+    401: problemResponse(UNAUTHENTICATED, Unauthenticated, wwwAuthenticate),
+    503: problemResponse(SESSION_UNAVAILABLE, DatabaseUnavailable, retryAfterIfUseful),
+  },
+});
+
+const logoutRoute = createRoute({
+  method: 'delete',
+  path: '/sessions/current',
+  summary: 'Log out: end the session the bearer token belongs to',
+  security: [{ bearer: [] }],
+  responses: {
+    204: { description: 'The session is ended; its token opens nothing any more, on any replica.' },
+    401: problemResponse(UNAUTHENTICATED, Unauthenticated, wwwAuthenticate),
+    503: problemResponse(SESSION_UNAVAILABLE, DatabaseUnavailable, retryAfterIfUseful),
+  },
+});
 
 const livezRoute = createRoute({
   method: 'get',
@@ -227,7 +273,7 @@ const SECURITY_HEADERS: ReadonlyArray<readonly [string, string]> = [
 ];
 
 export function buildApp(deps: AppDeps): OpenAPIHono<Env> {
-  const { users, metrics, logger, lifecycle, options } = deps;
+  const { users, sessions, metrics, logger, lifecycle, options } = deps;
 
   const app = new OpenAPIHono<Env>({
     defaultHook: (result, c) => {
@@ -371,8 +417,25 @@ export function buildApp(deps: AppDeps): OpenAPIHono<Env> {
           detail: 'unknown username or wrong password',
         }) as never;
       }
+      const session = await sessions.issue(user.id);
       metrics.logins.inc({ outcome: 'success' });
-      return c.json({ id: user.id, username: user.username }, 200);
+      logger.info({ requestId: c.get('requestId'), userId: user.id, sessionId: session.id, event: 'session_created' }, 'session created');
+      c.header('Cache-Control', 'no-store');
+      return c.json(
+        {
+          id: user.id,
+          username: user.username,
+          session: {
+            id: session.id,
+            token: session.token,
+            tokenType: 'Bearer' as const,
+            createdAt: session.createdAt.toISOString(),
+            expiresAt: session.expiresAt.toISOString(),
+            idleTimeoutSeconds: sessions.settings.idleSeconds,
+          },
+        },
+        200,
+      );
     } catch (err) {
       metrics.logins.inc({ outcome: failureOutcome(err) });
       throw err;
@@ -385,6 +448,48 @@ export function buildApp(deps: AppDeps): OpenAPIHono<Env> {
       return problem(c, { status: 404, title: 'Not Found', detail: 'no user with this id' }) as never;
     }
     return c.json({ id: user.id, username: user.username, createdAt: user.createdAt.toISOString() }, 200);
+  });
+
+  /** The session of the request's bearer token, or the 401 to answer (the same for every reason). */
+  const authenticate = async (c: Context<Env>): Promise<ActiveSession | Response> => {
+    const header = c.req.header('authorization');
+    const token = header && /^bearer /i.test(header) ? header.slice(7).trim() : undefined;
+    const session = await sessions.authenticate(token);
+    if (session) return session;
+    return problem(c, {
+      status: 401,
+      type: ProblemType.unauthenticated,
+      title: 'Unauthenticated',
+      detail: 'a live session token is needed: log in and send it as Authorization: Bearer <token>',
+      headers: { 'www-authenticate': token === undefined ? 'Bearer' : 'Bearer error="invalid_token"' },
+    });
+  };
+
+  app.openapi(whoamiRoute, async (c) => {
+    const session = await authenticate(c);
+    if (session instanceof Response) return session as never;
+    c.header('Cache-Control', 'no-store');
+    c.header('X-Kreg-User-Id', session.user.id);
+    return c.json(
+      {
+        user: session.user,
+        session: {
+          id: session.id,
+          createdAt: session.createdAt.toISOString(),
+          expiresAt: session.expiresAt.toISOString(),
+          idleExpiresAt: session.idleExpiresAt.toISOString(),
+        },
+      },
+      200,
+    );
+  });
+
+  app.openapi(logoutRoute, async (c) => {
+    const session = await authenticate(c);
+    if (session instanceof Response) return session as never;
+    await sessions.revoke(session.id);
+    logger.info({ requestId: c.get('requestId'), userId: session.user.id, sessionId: session.id, event: 'session_revoked' }, 'session ended (logout)');
+    return c.body(null, 204);
   });
 
   app.openapi(livezRoute, (c) => c.json({ status: 'alive' }, 200));
@@ -407,6 +512,11 @@ export function buildApp(deps: AppDeps): OpenAPIHono<Env> {
     return c.body(await metrics.registry.metrics());
   });
 
+  app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', {
+    type: 'http',
+    scheme: 'bearer',
+    description: 'A session token from POST /login (`kreg_st_…`).',
+  });
   app.doc31('/openapi.json', {
     openapi: '3.1.0',
     info: {

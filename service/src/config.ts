@@ -81,6 +81,10 @@ const envSchema = z.object({
   [ENV.rateLimitRegister]: nonNegativeInt(0, 1_000_000).default(10),
   [ENV.rateLimitLogin]: nonNegativeInt(0, 1_000_000).default(30),
   [ENV.trustProxyHops]: nonNegativeInt(0, 10).default(0),
+  // ASVS 4.0.3 3.3.2 (level 2) and NIST SP 800-63B rev 3 at AAL2: 12 hours absolute, 30 minutes
+  // idle. Up to 30 days is allowed (NIST's AAL1 re-authentication period).
+  [ENV.sessionTtlSeconds]: nonNegativeInt(60, 2_592_000).default(43_200),
+  [ENV.sessionIdleSeconds]: nonNegativeInt(60, 2_592_000).default(1_800),
   // OWASP minimum for argon2id is m=19 MiB, t=2, p=1; lower values are refused, not silently used.
   [ENV.hashMemoryKib]: nonNegativeInt(19_456, 4 * 1024 * 1024).default(19_456),
   [ENV.hashIterations]: nonNegativeInt(2, 100).default(2),
@@ -121,6 +125,7 @@ export interface Config {
   trustProxyHops: number;
   hash: HashConfig;
   shutdown: { drainSeconds: number; graceSeconds: number };
+  session: { ttlSeconds: number; idleSeconds: number };
 }
 
 export class ConfigError extends Error {
@@ -166,6 +171,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       `is ${concurrency} but the libuv thread pool has ${threadPool} threads; raise UV_THREADPOOL_SIZE or lower ${ENV.hashConcurrency}`,
     );
   }
+  if (e[ENV.sessionIdleSeconds] > e[ENV.sessionTtlSeconds]) {
+    throw new ConfigError(
+      ENV.sessionIdleSeconds,
+      `must not exceed ${ENV.sessionTtlSeconds} (${e[ENV.sessionIdleSeconds]} > ${e[ENV.sessionTtlSeconds]})`,
+    );
+  }
   const drainSeconds = e[ENV.shutdownDrainSeconds];
   const graceSeconds = e[ENV.shutdownGraceSeconds];
   if (graceSeconds <= drainSeconds) {
@@ -204,5 +215,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       queueLimit: e[ENV.hashQueueLimit] ?? concurrency * 16,
     },
     shutdown: { drainSeconds, graceSeconds },
+    session: { ttlSeconds: e[ENV.sessionTtlSeconds], idleSeconds: e[ENV.sessionIdleSeconds] },
   };
 }

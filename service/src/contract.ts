@@ -39,6 +39,8 @@ export const ENV = {
   hashQueueLimit: 'HASH_QUEUE_LIMIT',
   shutdownDrainSeconds: 'SHUTDOWN_DRAIN_SECONDS',
   shutdownGraceSeconds: 'SHUTDOWN_GRACE_SECONDS',
+  sessionTtlSeconds: 'SESSION_TTL_SECONDS',
+  sessionIdleSeconds: 'SESSION_IDLE_SECONDS',
 } as const;
 
 /** Entry points, relative to the package root, in source and in the built image. */

@@ -23,7 +23,15 @@ export function redactUrlPasswords(text: string): string {
   return text.includes('://') && text.includes('@') ? text.replace(URL_PASSWORD, '$1:[redacted]@') : text;
 }
 
-/** Both of the above. */
+/** A session token (service/src/sessions/service.ts): its prefix is what makes it findable. */
+const SESSION_TOKEN = /kreg_st_[A-Za-z0-9_-]*/g;
+
+/** Replaces every session token in `text`; cheap when there is none. */
+export function redactTokens(text: string): string {
+  return text.includes('kreg_st_') ? text.replace(SESSION_TOKEN, 'kreg_st_[redacted]') : text;
+}
+
+/** All of the above. */
 export function redactSecrets(text: string): string {
-  return redactUrlPasswords(redactHashes(text));
+  return redactTokens(redactUrlPasswords(redactHashes(text)));
 }

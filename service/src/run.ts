@@ -20,6 +20,8 @@ import { Lifecycle } from './lifecycle.js';
 import { describeError, type Logger } from './logger.js';
 import type { EarlyServer } from './server.js';
 import { PasswordHasher } from './users/hasher.js';
+import { SessionService } from './sessions/service.js';
+import { LibsqlSessionStore, PostgresSessionStore } from './sessions/store.js';
 import { UserService } from './users/service.js';
 
 export interface RunningServer {
@@ -42,6 +44,8 @@ export function assembleApp(opts: {
   logger: Logger;
   lifecycle: Lifecycle;
   defaultMetrics?: boolean;
+  /** The clock sessions are timed by (tests move it). */
+  now?: () => number;
 }) {
   const { config, database, logger, lifecycle } = opts;
   const hasher = new PasswordHasher(config.hash);
@@ -63,15 +67,21 @@ export function assembleApp(opts: {
     (err) => logger.warn(describeError(err), 'password rehash failed'),
     () => metrics.rehashes.inc(),
   );
+  const sessions = new SessionService(
+    database.kind === 'postgres' ? new PostgresSessionStore(database.db, guard) : new LibsqlSessionStore(database.db, guard),
+    config.session,
+    opts.now,
+  );
   const app = buildApp({
     users,
+    sessions,
     metrics,
     logger,
     lifecycle,
     checkDatabase: () => checkDatabase(database, guard),
     options: { bodyLimitBytes: config.bodyLimitBytes, rateLimit: config.rateLimit, trustProxyHops: config.trustProxyHops },
   });
-  return { app, hasher, metrics, guard };
+  return { app, hasher, metrics, guard, sessions };
 }
 
 /**

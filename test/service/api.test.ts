@@ -170,7 +170,7 @@ for (const mode of databaseModes()) describe(`registration API (app.request, ${m
   test('login: 200 for the right password in any case of the name, 401 otherwise, same body either way', async () => {
     const ok = await login({ username: 'ALICE', password: GOOD_PASSWORD });
     assert.equal(ok.status, 200);
-    assert.deepEqual(Object.keys((await ok.json()) as object).sort(), ['id', 'username']);
+    assert.deepEqual(Object.keys((await ok.json()) as object).sort(), ['id', 'session', 'username']);
 
     const wrong = await expectProblem(await login({ username: 'alice', password: 'not-the-password' }), 401);
     const unknown = await expectProblem(await login({ username: 'nobody-here', password: 'not-the-password' }), 401);

@@ -3,6 +3,7 @@
  * one that answers late), readiness that follows the write path, and failed writes that must not
  * put a password, a hash or a token in any log line.
  */
+import { randomUUID } from 'node:crypto';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createServer, type Server, type Socket } from 'node:net';
@@ -181,7 +182,11 @@ describe('a database that refuses (credentials, read-only): 503 with its own typ
 
   test('a read-only token: reads work, writes answer 503 database-refused, readiness says read-only; recovery is automatic', async () => {
     db.setFault({ kind: 'readonly' });
-    assert.equal((await post('/login', { username: 'refusal-amy', password: GOOD_PASSWORD })).status, 200, 'reads still work');
+    assert.equal((await fetch(`${server.url}/users/${randomUUID()}`)).status, 404, 'reads still work');
+    // A login writes its session: refused like any write, not a 401 and not a 500.
+    const login = await post('/login', { username: 'refusal-amy', password: GOOD_PASSWORD });
+    assert.equal(login.status, 503);
+    assert.equal(((await login.json()) as Problem).type, 'urn:kreg:problem:database-refused');
     const res = await post('/register', { username: 'refusal-ro', password: GOOD_PASSWORD });
     assert.equal(res.status, 503);
     assert.equal(((await res.json()) as Problem).type, 'urn:kreg:problem:database-refused');
@@ -286,9 +291,10 @@ describe('a failed write logs its cause, never the statement parameters', () => 
     const t = await createTestApp();
     try {
       assert.equal((await t.app.request('/register', json({ username: 'rehash-frank', password: 'rehash-frank-secret-pw' }))).status, 201);
-      await libsqlOf(t.database).client.execute('PRAGMA query_only = ON');
-      // The same database behind an app with stronger hash parameters: the login rehashes, the
-      // UPDATE fails, and the login itself still succeeds.
+      // Updates of users fail (the session a login writes still goes in). The same database behind
+      // an app with stronger hash parameters: the login rehashes, the UPDATE fails, and the login
+      // itself still succeeds.
+      await libsqlOf(t.database).client.execute("CREATE TRIGGER users_refuse_updates BEFORE UPDATE ON users BEGIN SELECT RAISE(ABORT, 'updates refused'); END");
       const config = testConfig(t.dir, { HASH_MEMORY_KIB: '24576' });
       const logs = new LogCapture();
       const lifecycle = new Lifecycle();

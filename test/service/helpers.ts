@@ -38,6 +38,8 @@ export function watchCredential(secret: string): void {
 export function watchLogLine(line: string, source: string): void {
   const leaked = line.includes('$argon2')
     ? 'an argon2 hash'
+    : /kreg_st_[A-Za-z0-9_-]{43}/.test(line)
+      ? 'a session token'
     : ([...sentPasswords].find((p) => line.includes(p)) && 'a password') || ([...credentials].find((c) => line.includes(c)) && 'a database credential');
   if (leaked) secretsInLogs.push(`${source} logged ${leaked}: ${[...credentials].reduce((l, c) => l.replaceAll(c, '<credential>'), line.replace(/\$argon2[^"]*/g, '$argon2…')).slice(0, 400)}`);
 }
@@ -85,7 +87,7 @@ export interface TestApp extends ReturnType<typeof assembleApp> {
   close(): void;
 }
 
-export async function createTestApp(env: Record<string, string> = {}): Promise<TestApp> {
+export async function createTestApp(env: Record<string, string> = {}, options: { now?: () => number } = {}): Promise<TestApp> {
   const dir = tempDir();
   const config = testConfig(dir.path, env);
   const logs = new LogCapture();
@@ -94,17 +96,19 @@ export async function createTestApp(env: Record<string, string> = {}): Promise<T
   await migrateDatabase(database);
   const lifecycle = new Lifecycle();
   lifecycle.markReady();
-  const { app, hasher, metrics, guard } = assembleApp({
+  const { app, hasher, metrics, guard, sessions } = assembleApp({
     config,
     database,
     logger,
     lifecycle,
+    ...(options.now ? { now: options.now } : {}),
   });
   return {
     app,
     database,
     hasher,
     guard,
+    sessions,
     lifecycle,
     metrics,
     logs,

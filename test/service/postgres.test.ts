@@ -82,7 +82,7 @@ describe('the service on PostgreSQL', { skip, timeout: 180_000 }, () => {
   it('three migrators started together on an empty database all exit 0 and leave one schema', async () => {
     const runs = await Promise.all([migrateProcess(pg.url), migrateProcess(pg.url), migrateProcess(pg.url)]);
     for (const r of runs) assert.equal(r.code, 0, r.output);
-    assert.equal(pg.admin('SELECT count(*) FROM drizzle.__drizzle_migrations').trim(), '1');
+    assert.equal(pg.admin('SELECT count(*) FROM drizzle.__drizzle_migrations').trim(), '2');
     const columns = pg.admin("SELECT column_name || ' ' || data_type FROM information_schema.columns WHERE table_name = 'users' ORDER BY ordinal_position").trim().split('\n');
     assert.deepEqual(columns, [
       'id text',
@@ -93,6 +93,7 @@ describe('the service on PostgreSQL', { skip, timeout: 180_000 }, () => {
       'password_updated_at timestamp with time zone',
     ]);
     assert.match(pg.admin("SELECT indexdef FROM pg_indexes WHERE indexname = 'users_username_canonical_unique'"), /CREATE UNIQUE INDEX .* \(username_canonical\)/);
+    assert.match(pg.admin("SELECT indexdef FROM pg_indexes WHERE indexname = 'sessions_token_hash_unique'"), /CREATE UNIQUE INDEX .* \(token_hash\)/);
   });
 
   it('three service processes on one database: one 201 of many concurrent registrations of one name and its variants; logins work on every process', async () => {
@@ -109,6 +110,13 @@ describe('the service on PostgreSQL', { skip, timeout: 180_000 }, () => {
         const login = await fetch(`${s.url}/login`, json({ username: 'RACER', password: GOOD_PASSWORD }));
         assert.equal(login.status, 200, `login through ${s.url}`);
       }
+      // A session made through one process is known to every process, and its logout through
+      // another ends it on all of them at once.
+      const { session } = (await (await fetch(`${services[0]!.url}/login`, json({ username: 'racer', password: GOOD_PASSWORD }))).json()) as { session: { token: string } };
+      const auth = { headers: { authorization: `Bearer ${session.token}` } };
+      for (const s of services) assert.equal((await fetch(`${s.url}/sessions/whoami`, auth)).status, 200, `whoami through ${s.url}`);
+      assert.equal((await fetch(`${services[1]!.url}/sessions/current`, { method: 'DELETE', ...auth })).status, 204);
+      for (const s of services) assert.equal((await fetch(`${s.url}/sessions/whoami`, auth)).status, 401, `after logout, whoami through ${s.url}`);
       // Every process said where it stores, and none said a credential.
       for (const s of services) {
         assert.ok(s.logs.some((l) => /"database":"postgres"/.test(l)), s.logs.join('\n'));

@@ -4,7 +4,7 @@
  * libsql integers carry). drizzle has no dialect-neutral schema, so each dialect has its file and
  * its own generated migrations (service/drizzle-pg).
  */
-import { pgTable, text, timestamp, uniqueIndex } from 'drizzle-orm/pg-core';
+import { index, pgTable, text, timestamp, uniqueIndex } from 'drizzle-orm/pg-core';
 
 export const users = pgTable(
   'users',
@@ -23,3 +23,19 @@ export const users = pgTable(
 );
 
 export type PgUserRow = typeof users.$inferSelect;
+
+/** Login sessions: as in schema.ts (the token's SHA-256 only; revoking is deleting the row). */
+export const sessions = pgTable(
+  'sessions',
+  {
+    id: text('id').primaryKey(),
+    userId: text('user_id')
+      .notNull()
+      .references(() => users.id, { onDelete: 'cascade' }),
+    tokenHash: text('token_hash').notNull(),
+    createdAt: timestamp('created_at', { precision: 3, withTimezone: true, mode: 'date' }).notNull(),
+    lastSeenAt: timestamp('last_seen_at', { precision: 3, withTimezone: true, mode: 'date' }).notNull(),
+    expiresAt: timestamp('expires_at', { precision: 3, withTimezone: true, mode: 'date' }).notNull(),
+  },
+  (t) => [uniqueIndex('sessions_token_hash_unique').on(t.tokenHash), index('sessions_user_id_idx').on(t.userId)],
+);

@@ -16,6 +16,7 @@ export const ProblemType = {
   notReady: 'urn:kreg:problem:not-ready',
   databaseUnavailable: 'urn:kreg:problem:database-unavailable',
   databaseRefused: 'urn:kreg:problem:database-refused',
+  unauthenticated: 'urn:kreg:problem:unauthenticated',
 } as const;
 
 export interface FieldError {

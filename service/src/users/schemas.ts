@@ -86,9 +86,35 @@ export const User = z
   })
   .openapi('User');
 
+export const IssuedSession = z
+  .object({
+    id: z.uuid(),
+    token: z.string().regex(/^kreg_st_[A-Za-z0-9_-]{43}$/).openapi({
+      description: 'The bearer token: send it as `Authorization: Bearer <token>`. Shown once; the service keeps only its SHA-256.',
+      example: 'kreg_st_q3Xb0m5kq3l2Y0m1bH9z8c7v6u5t4s3r2q1p0o9n8m7',
+    }),
+    tokenType: z.literal('Bearer'),
+    createdAt: z.iso.datetime(),
+    expiresAt: z.iso.datetime().openapi({ description: 'The absolute end of the session; it is never extended.' }),
+    idleTimeoutSeconds: z.number().int().openapi({ description: 'The session ends if it is not used for this long.' }),
+  })
+  .openapi('IssuedSession');
+
 export const LoginResult = z
-  .object({ id: z.uuid(), username: z.string() })
+  .object({ id: z.uuid(), username: z.string(), session: IssuedSession })
   .openapi('LoginResult');
+
+export const Whoami = z
+  .object({
+    user: z.object({ id: z.uuid(), username: z.string() }),
+    session: z.object({
+      id: z.uuid(),
+      createdAt: z.iso.datetime(),
+      expiresAt: z.iso.datetime(),
+      idleExpiresAt: z.iso.datetime().openapi({ description: 'When the session ends if it is not used before.' }),
+    }),
+  })
+  .openapi('Whoami');
 
 /** Field problem codes a 400 can carry, with what each means; the OpenAPI document lists them per operation. */
 export const FIELD_CODES = {
