@@ -138,7 +138,9 @@ describe('kreg dev: the inner loop on the local cluster', { timeout: 15 * 60_000
       const command = `cd ${ROOT} && KUBECONFIG=${KUBECONFIG} ${process.execPath} bin/kreg.mjs dev --port 0; echo EXIT=$?; sleep 300`;
       await run('tmux', ['new-session', '-d', '-s', session, '-x', '160', '-y', '50', command]);
       try {
-        let seen = await waitForScreen(session, 'kreg dev to be ready on the terminal', (s) => /kreg dev: ready at /.test(s), { timeoutMs: 300_000, intervalMs: 250 });
+        // With its scrollback: the pods' log lines, printed once the table is done, can push the
+        // table past the top of the window (a CI run: two pods' logs from their start, 50 lines).
+        let seen = await waitForScreen(session, 'kreg dev to be ready on the terminal', (s) => /kreg dev: ready at /.test(s), { timeoutMs: 300_000, intervalMs: 250, history: true });
         assert.equal(seen.match(/OBJECT +APPLY +STATE +TIME +REASON/g)?.length, 1, `one table on the screen:\n${seen}`);
         assert.match(seen, /Deployment\/kreg-dev\/registration +\S+ +ready +\d+\.\ds/);
         assert.ok(seen.indexOf('kreg dev: ready at') > seen.indexOf('OBJECT'), 'the summary is below the table');

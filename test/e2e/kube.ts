@@ -243,13 +243,14 @@ export async function waitForScreen(
   session: string,
   what: string,
   done: (screen: string) => boolean,
-  options: { timeoutMs?: number; intervalMs?: number; frames?: string[] } = {},
+  options: { timeoutMs?: number; intervalMs?: number; frames?: string[]; history?: boolean } = {},
 ): Promise<string> {
-  const { timeoutMs = 120_000, intervalMs = 200, frames } = options;
+  const { timeoutMs = 120_000, intervalMs = 200, frames, history = false } = options;
   const deadline = Date.now() + timeoutMs;
   let screen = '';
   for (;;) {
-    screen = (await run('tmux', ['capture-pane', '-p', '-t', session])).stdout;
+    // `history`: the scrollback too, for output that may have scrolled past the window's top.
+    screen = (await run('tmux', ['capture-pane', '-p', '-t', session, ...(history ? ['-S', '-'] : [])])).stdout;
     frames?.push(screen);
     if (done(screen)) return screen;
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}; the screen:\n${screen}`);
