@@ -35,7 +35,7 @@ RUN if [ -n "$NPM_EXTRA_CA" ]; then printf '%s\n' "$NPM_EXTRA_CA" >/tmp/extra-ca
 # a source change rebuilds in about a second.
 FROM deps AS service-build
 COPY tsconfig.json ./
-COPY infra/scripts/build-service.mjs ./infra/scripts/
+COPY infra/scripts/build-service.mjs infra/scripts/esbuild-node.mjs ./infra/scripts/
 COPY service ./service
 RUN node infra/scripts/build-service.mjs --quiet
 

@@ -46,7 +46,7 @@ How the image reaches the cluster, first match wins:
 const IMAGE_REPOSITORY = 'kreg/registration';
 const SERVICE = 'registration';
 /** Paths whose change needs a new image; anything else watched only needs a redeploy. */
-const IMAGE_INPUTS = ['service/', 'Dockerfile', '.dockerignore', 'package.json', 'package-lock.json', 'tsconfig.json', 'infra/scripts/build-service.mjs', 'infra/images/runtime/'];
+const IMAGE_INPUTS = ['service/', 'Dockerfile', '.dockerignore', 'package.json', 'package-lock.json', 'tsconfig.json', 'infra/scripts/build-service.mjs', 'infra/scripts/esbuild-node.mjs', 'infra/images/runtime/'];
 const DEPLOY_INPUTS = ['charts/', 'infra/', 'cdk8s.yaml'];
 /** Changes only under here rebuild the service's code alone, on the last full build (see buildCode). */
 const CODE_INPUT = 'service/src/';

@@ -8,31 +8,16 @@
 // bundle from a fresh one in a checkout. `npm run build:cli` runs this; `prepare` runs it on npm ci.
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { builtinModules } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
+import { builtinsThroughRequire, requireBanner } from './esbuild-node.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '../..');
 const outdir = join(root, 'build/cli');
 const t0 = performance.now();
 rmSync(outdir, { recursive: true, force: true });
 mkdirSync(outdir, { recursive: true });
-// An ESM import of a Node built-in (`import … from 'node:http'`) makes Node build that module's ESM
-// namespace, which reads every export, lazy getters included: for node:http that loads Node's
-// bundled undici (its WebSocket, MessageEvent and CloseEvent), 60 ms against 7 ms for require;
-// node:util and node:crypto cost 5–7 ms more than require too. Every command paid it (client-node
-// and our client import node:http), so in the bundle built-ins are taken through require.
-const BUILTIN = new RegExp(`^(node:)?(${builtinModules.map((m) => m.replace(/[/]/g, '\\/')).join('|')})$`);
-const builtinsThroughRequire = {
-  name: 'builtins-through-require',
-  setup(b) {
-    b.onResolve({ filter: BUILTIN }, (args) =>
-      args.kind === 'import-statement' ? { path: args.path.replace(/^(node:)?/, 'node:'), namespace: 'builtins-through-require' } : undefined,
-    );
-    b.onLoad({ filter: /.*/, namespace: 'builtins-through-require' }, (args) => ({ contents: `module.exports = require(${JSON.stringify(args.path)});`, loader: 'js' }));
-  },
-};
 const result = await build({
   absWorkingDir: root,
   entryPoints: { cli: 'infra/cli.ts' },
@@ -46,8 +31,7 @@ const result = await build({
   // client-node imports undici for code paths kreg never calls; see the stub for why.
   alias: { undici: './infra/scripts/undici-unused.mjs' },
   plugins: [builtinsThroughRequire],
-  // Some bundled CommonJS packages call require() for Node built-ins; ESM output has no require.
-  banner: { js: "import { createRequire as __kregRequire } from 'node:module'; const require = __kregRequire(import.meta.url);" },
+  banner: requireBanner,
   chunkNames: 'chunks/[name]-[hash]',
   metafile: true,
   sourcemap: 'linked',

@@ -12,10 +12,10 @@
 // and a source change is one small layer of the image. `npm start` keeps running the TypeScript.
 // `npm run build` runs this; `--code-only` writes src/ alone, `--quiet` says nothing.
 import { copyFileSync, cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { builtinModules } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
+import { builtinsThroughRequire, requireBanner } from './esbuild-node.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '../..');
 const outdir = resolve(root, process.env.KREG_SERVICE_OUT ?? 'build/service');
@@ -33,18 +33,6 @@ const ABSENT_OPTIONAL = ['bufferutil', 'utf-8-validate'];
 rmSync(outdir, { recursive: true, force: true });
 mkdirSync(outdir, { recursive: true });
 
-// As in the CLI bundle (build-cli.mjs): Node built-ins through require, not ESM namespaces, whose
-// creation reads every export (node:http's loads Node's bundled undici) and costs start-up time.
-const BUILTIN = new RegExp(`^(node:)?(${builtinModules.map((m) => m.replace(/[/]/g, '\\/')).join('|')})$`);
-const builtinsThroughRequire = {
-  name: 'builtins-through-require',
-  setup(b) {
-    b.onResolve({ filter: BUILTIN }, (args) =>
-      args.kind === 'import-statement' ? { path: args.path.replace(/^(node:)?/, 'node:'), namespace: 'builtins-through-require' } : undefined,
-    );
-    b.onLoad({ filter: /.*/, namespace: 'builtins-through-require' }, (args) => ({ contents: `module.exports = require(${JSON.stringify(args.path)});`, loader: 'js' }));
-  },
-};
 
 // One build split at what the two entry points share (config, database, logger), so the migrator
 // adds little beside the server. Each entry point checks `import.meta.url === argv[1]` to know it is
@@ -66,7 +54,7 @@ const result = await build({
   // migrations' location is computed from it (client.ts).
   define: { KREG_SERVICE_BUNDLE: 'true' },
   plugins: [builtinsThroughRequire],
-  banner: { js: "import { createRequire as __kregRequire } from 'node:module'; const require = __kregRequire(import.meta.url);" },
+  banner: requireBanner,
   metafile: true,
   sourcemap: 'linked',
   // Source paths in the map relative to the repository, so a logged stack (service/src/stack.ts)
