@@ -26,9 +26,11 @@ cluster, deploys it (kreg deploy --image), opens a port-forward on http://127.0.
 follows rollouts, and streams the logs of the current pods. Then it watches the tree: a change under
 service/src only bundles the code on the host and layers it on the last full build; any other change
 under service/ (or Dockerfile, package.json, package-lock.json) rebuilds the image; both redeploy.
-A change to charts/ or infra/ only redeploys. Each cycle prints its split (build, transfer, rollout) and how long
-the edit took to reach a ready pod. A failed build or deploy is shown with its evidence and the loop
-keeps watching. Ctrl-C stops everything it started.
+A change to charts/ or infra/ only redeploys. The builds only bundle, so the code is type-checked
+beside the loop (tsc --noEmit); its errors are printed without holding the deploy back. Each cycle
+prints its split (build, transfer, rollout) and how long the edit took to reach a ready pod. A failed
+build or deploy is shown with its evidence and the loop keeps watching. Ctrl-C stops everything it
+started.
 
 How the image reaches the cluster, first match wins:
   --registry <host>    push there (only changed layers travel); the cluster pulls <host>/...
