@@ -84,7 +84,15 @@ describe(`e2e on a real cluster: ${namespace}`, { timeout: 15 * 60_000 }, () => 
     guard(async () => {
       const script = `
         const base = ${JSON.stringify(inClusterUrl)};
-        const ready = await fetch(base + '/readyz');
+        // A refused connection for a moment after the pod turned Ready: kube-proxy programs a new
+        // endpoint after the EndpointSlice says it is ready (its sync runs at most once a second),
+        // and the fast start can beat it (a CI run saw ECONNREFUSED 2 s after the pod started).
+        // A client in a cluster retries that; anything else fails at once.
+        let ready;
+        for (const until = Date.now() + 10000; ; ) {
+          try { ready = await fetch(base + '/readyz'); break; }
+          catch (e) { if (e.cause?.code !== 'ECONNREFUSED' || Date.now() > until) throw e; await new Promise((r) => setTimeout(r, 200)); }
+        }
         const reg = await fetch(base + '/register', { method: 'POST', headers: { 'content-type': 'application/json' },
           body: JSON.stringify({ username: 'from-a-pod', password: ${JSON.stringify(PASSWORD)} }) });
         console.log(JSON.stringify({ readyz: ready.status, register: reg.status }));`;
